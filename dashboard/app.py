@@ -1,0 +1,189 @@
+"""Live-shopping analytics: audience and conversion KPIs, viewers per minute, and the open
+sessions most worth a nudge.
+
+Run with ``streamlit run dashboard/app.py``. The app reads only the serving copy
+(``$LIVESHOP_SERVING_PATH``, see ``dashboard/data.py``) and refreshes its live view every
+``$LIVESHOP_DASHBOARD_REFRESH_SECONDS`` (default 15) without a page reload.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the repository root. Add the
+# root so the app imports its modules as the `dashboard` package, exactly as the tests do.
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+import duckdb  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from dashboard import charts, data  # noqa: E402
+from dashboard.kpis import KPI_HELP, KPI_LABELS, format_duration, tile_values  # noqa: E402
+
+WAITING_MESSAGE = (
+    "Waiting for the first micro-batch… the serving copy will appear here once the pipeline "
+    "has published it."
+)
+NO_RETARGET_MESSAGE = "No unconverted scored sessions match the filters."
+
+_RETARGET_COLUMNS = {
+    "session_id": st.column_config.TextColumn("Session"),
+    "viewer_id": st.column_config.TextColumn("Viewer"),
+    "streamer_name": st.column_config.TextColumn("Streamer"),
+    "stream_id": st.column_config.TextColumn("Stream"),
+    "device_type": st.column_config.TextColumn("Device"),
+    "viewer_state": st.column_config.TextColumn("Location"),
+    "conversion_probability": st.column_config.ProgressColumn(
+        "Conversion probability", min_value=0.0, max_value=1.0, format="percent"
+    ),
+    "add_to_carts": st.column_config.NumberColumn("Carts"),
+    "is_open": st.column_config.CheckboxColumn("Open"),
+    "last_activity_at": st.column_config.DatetimeColumn(
+        "Last activity (UTC)", format="YYYY-MM-DD HH:mm:ss"
+    ),
+}
+
+
+def sidebar_filters(options: data.FilterOptions | None) -> data.Filters:
+    st.sidebar.header("Filters")
+    if options is None:
+        st.sidebar.caption("Filters appear once the first serving copy is published.")
+        return data.Filters()
+    stream_labels = dict(options.streams)
+    streams = st.sidebar.multiselect(
+        "Stream",
+        list(stream_labels),
+        format_func=lambda stream_id: stream_labels.get(stream_id, stream_id),
+        placeholder="All streams",
+        key="filter_streams",
+    )
+    devices = st.sidebar.multiselect(
+        "Device", options.devices, placeholder="All devices", key="filter_devices"
+    )
+    states = st.sidebar.multiselect(
+        "Location", options.states, placeholder="All locations", key="filter_states"
+    )
+    viewer_text = st.sidebar.text_input(
+        "Viewer ID",
+        placeholder="All viewers",
+        help="One or more viewer ids, separated by commas (exact match).",
+        key="filter_viewers",
+    )
+    viewers = tuple(dict.fromkeys(v.strip() for v in viewer_text.split(",") if v.strip()))
+    return data.Filters(
+        devices=tuple(devices), states=tuple(states), viewers=viewers, streams=tuple(streams)
+    )
+
+
+def initial_filter_options(path: Path) -> data.FilterOptions | None:
+    """Options for the sidebar, or ``None`` until a readable serving copy exists."""
+    if not path.exists():
+        return None
+    try:
+        return data.load_filter_options(path)
+    except duckdb.IOException:
+        return None  # the live view reports it and retries
+
+
+@st.fragment(run_every=data.refresh_seconds())
+def live_view(path: Path, filters: data.Filters, options: data.FilterOptions | None) -> None:
+    """Everything that changes with each micro-batch; reruns on its own every few seconds."""
+    if not path.exists():
+        st.info(WAITING_MESSAGE)
+        return
+    try:
+        if data.load_filter_options(path) != options:
+            st.rerun()  # first copy, or new streams, devices or states: rebuild the sidebar
+        freshness = data.load_freshness(path)
+        kpis = data.load_kpis(path, filters)
+        per_minute = data.load_viewers_per_minute(path, filters)
+        retarget = data.load_retarget(path, filters)
+    except duckdb.IOException as error:
+        st.warning(
+            f"The serving copy could not be read just now; retrying in "
+            f"{data.refresh_seconds():g}s. ({error})"
+        )
+        return
+
+    st.caption(freshness_caption(freshness, now=datetime.now(UTC).replace(tzinfo=None)))
+
+    values = tile_values(kpis)
+    for column, (key, label) in zip(st.columns(len(KPI_LABELS)), KPI_LABELS.items(), strict=True):
+        column.metric(label, values[key], help=KPI_HELP[key], border=True)
+
+    st.subheader("Viewers per minute")
+    if per_minute.empty:
+        st.caption("No viewer activity matches the filters yet.")
+    else:
+        st.altair_chart(charts.viewers_per_minute(per_minute), width="stretch")
+        if filters.restricts_sessions:
+            st.caption(
+                "With device, location or viewer filters set, viewers are counted from the "
+                "minutes spanned by the matching sessions."
+            )
+
+    st.subheader("Top sessions to retarget")
+    st.caption(
+        "Scored sessions without an order: open sessions first, then by conversion probability "
+        f"(top {data.RETARGET_LIMIT})."
+    )
+    if retarget.empty:
+        st.caption(NO_RETARGET_MESSAGE)
+        return
+    st.dataframe(retarget, hide_index=True, column_config=_RETARGET_COLUMNS)
+    st.download_button(
+        "Download CSV",
+        retarget.to_csv(index=False),
+        file_name="liveshop_retarget_sessions.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="retarget_csv",
+    )
+
+
+def freshness_caption(freshness: data.Freshness, *, now: datetime) -> str:
+    """``now`` and the stored timestamps are naive UTC."""
+    if freshness.published_at is None:
+        published = "Publication time unknown."
+    else:
+        age = max((now - freshness.published_at.to_pydatetime()).total_seconds(), 0.0)
+        published = (
+            f"Data published {freshness.published_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"({format_duration(age)} ago)"
+        )
+        if freshness.warehouse:
+            published += f" (warehouse: {freshness.warehouse})"
+        published += "."
+    batch = freshness.last_batch
+    if batch is None:
+        batch_text = "No ingest batch recorded yet."
+    else:
+        finished = batch["finished_at"]
+        when = "still running" if pd.isna(finished) else f"finished {finished:%H:%M:%S} UTC"
+        batch_text = (
+            f"Last batch `{batch['batch_id']}` {when}: {_count(batch['pulled'])} pulled, "
+            f"{_count(batch['loaded'])} loaded, {_count(batch['duplicates'])} duplicates, "
+            f"{_count(batch['dead_lettered'])} dead-lettered."
+        )
+    return f"{published} {batch_text} Refreshes every {data.refresh_seconds():g}s."
+
+
+def _count(value: object) -> str:
+    return "?" if pd.isna(value) else f"{int(value):,}"
+
+
+def main() -> None:
+    st.set_page_config(page_title="Liveshop analytics", page_icon="🛍️", layout="wide")
+    st.title("Live shopping analytics")
+    path = data.serving_path()
+    options = initial_filter_options(path)
+    filters = sidebar_filters(options)
+    live_view(path, filters, options)
+
+
+main()
