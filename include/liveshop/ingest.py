@@ -82,7 +82,7 @@ class LeaseKeeper:
             self._held = []
 
     def _run(self) -> None:
-        interval = max(1.0, self._deadline / 3)
+        interval = max(0.2, self._deadline / 3)
         while not self._stop.wait(interval):
             with self._lock:
                 held = list(self._held)

@@ -1,0 +1,176 @@
+"""Ingest: every valid event loaded once, every invalid one dead-lettered, acks after commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from include.liveshop import ingest, warehouse
+from include.liveshop.bus import get_publisher, get_subscriber
+from include.liveshop.bus.local import LocalBus
+from include.liveshop.contract import encode_event
+from include.liveshop.settings import Settings
+
+
+def event(n: int, **change) -> bytes:
+    body = {
+        "event_id": f"evt-{n}",
+        "schema_version": 1,
+        "stream_id": "STRM1",
+        "viewer_id": f"V{n % 7}",
+        "viewer_email": f"viewer{n % 7}@example.com",
+        "event_time": "2026-11-20 10:00:00",
+        "event_type": "order_completed",
+        "product_id": "P001",
+        "price": 12.5,
+        "quantity": 2,
+    }
+    return encode_event({**body, **change})
+
+
+def query(settings: Settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_duplicates_and_resends_count_once(settings: Settings) -> None:
+    publisher = get_publisher(settings)
+    publisher.publish([event(n) for n in range(300)])
+    publisher.publish([event(n) for n in range(0, 300, 3)])  # a publisher resend: new message ids
+    report = ingest.run_ingest(settings, get_subscriber(settings))
+    assert (report.pulled, report.loaded, report.duplicates, report.dead_lettered) == (400, 300, 100, 0)
+    # 300 orders of 2 x 12.50
+    assert query(settings, "select count(*), count(distinct event_id), sum(price * quantity) from raw.raw_events") == [
+        (300, 300, 7500)
+    ]
+    # a later batch with the same events again adds nothing
+    publisher.publish([event(n) for n in range(300)])
+    again = ingest.run_ingest(settings, get_subscriber(settings))
+    assert (again.loaded, again.duplicates) == (0, 300)
+    assert query(settings, "select count(*) from raw.raw_events") == [(300,)]
+
+
+def test_transport_metadata_is_kept(settings: Settings) -> None:
+    [message_id] = get_publisher(settings).publish([event(1)])
+    ingest.run_ingest(settings, get_subscriber(settings), batch_id="run-1")
+    [(mid, attempt, batch, has_publish_time, has_ingested_at)] = query(
+        settings,
+        "select message_id, delivery_attempt, batch_id, publish_time is not null, ingested_at is not null "
+        "from raw.raw_events",
+    )
+    assert (mid, attempt, batch, has_publish_time, has_ingested_at) == (message_id, 1, "run-1", True, True)
+
+
+def test_bad_messages_are_dead_lettered_beside_good_ones(settings: Settings) -> None:
+    bad = {
+        b"": "empty message",
+        b"\xc3\x28": "not UTF-8",
+        b"{oops": "not JSON",
+        b"[]": "where an object was expected",
+        event(900, price=-5): "greater than or equal to 0",
+        event(901, event_type="teleport"): "got 'teleport'",
+        event(902, event_time="not a time"): "unparseable timestamp",
+    }
+    good = [event(n, chat_message="🛍️ '); drop table raw.raw_events; --", event_type="chat_message") for n in range(50)]
+    get_publisher(settings).publish(good[:25] + list(bad) + good[25:])
+    report = ingest.run_ingest(settings, get_subscriber(settings))
+    assert (report.loaded, report.dead_lettered) == (50, len(bad))
+    rows = query(settings, "select data, reason from raw.dead_letter_events")
+    assert len(rows) == len(bad)
+    for data, reason in rows:
+        assert bad[bytes(data)] in reason, (data, reason)
+    assert query(settings, "select distinct chat_message from raw.raw_events") == [
+        ("🛍️ '); drop table raw.raw_events; --",)
+    ]
+
+
+def test_batch_is_processed_in_chunks_and_capped(tmp_path: Path, settings: Settings) -> None:
+    settings = dataclasses.replace(settings, chunk_size=40, pull_max_messages=15, batch_max_messages=100)
+    get_publisher(settings).publish([event(n) for n in range(130)])
+    report = ingest.run_ingest(settings, get_subscriber(settings))
+    assert (report.pulled, report.chunks) == (100, 3)  # 40 + 40 + 20, then the cap
+    assert query(settings, "select chunk, pulled from raw.ingest_batches order by chunk") == [
+        (0, 40), (1, 40), (2, 20)
+    ]
+    rest = ingest.run_ingest(settings, get_subscriber(settings))
+    assert rest.pulled == 30
+    assert query(settings, "select count(*) from raw.raw_events") == [(130,)]
+
+
+def test_failed_load_acks_nothing_and_retry_loads_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dataclasses.replace(settings, chunk_size=50)
+    get_publisher(settings).publish([event(n) for n in range(200)])
+    real_load = warehouse.load_chunk
+    calls = {"n": 0}
+
+    def load_then_fail(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise duckdb.IOException("disk went away")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(warehouse, "load_chunk", load_then_fail)
+    with pytest.raises(duckdb.IOException):
+        ingest.run_ingest(settings, get_subscriber(settings))
+    assert query(settings, "select count(*) from raw.raw_events") == [(100,)]
+    # the failed chunk was handed back at once, not at the deadline
+    assert LocalBus(settings.bus_path).backlog(settings.subscription) == 100
+    retry = ingest.run_ingest(settings, get_subscriber(settings))
+    assert (retry.loaded, retry.duplicates) == (100, 0)
+    assert query(settings, "select count(*) from raw.raw_events") == [(200,)]
+
+
+def test_crash_between_commit_and_ack_counts_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = LocalBus(settings.bus_path)
+    bus.create_subscription(settings.topic, settings.subscription, ack_deadline_seconds=1)
+    bus.publisher(settings.topic).publish([event(n) for n in range(60)])
+    subscriber = bus.subscriber(settings.subscription)
+
+    def lost_ack(ack_ids):
+        raise ConnectionError("network dropped the ack")
+
+    monkeypatch.setattr(subscriber, "ack", lost_ack)
+    with pytest.raises(ConnectionError):
+        ingest.run_ingest(settings, subscriber)
+    assert query(settings, "select count(*) from raw.raw_events") == [(60,)]
+    time.sleep(1.2)  # the lease expires; the bus redelivers
+    again = ingest.run_ingest(settings, bus.subscriber(settings.subscription))
+    assert (again.pulled, again.loaded, again.duplicates) == (60, 0, 60)
+    assert query(settings, "select max(delivery_attempt) from raw.raw_events") == [(1,)]
+    assert bus.backlog(settings.subscription) == 0
+
+
+def test_ack_deadline_shorter_than_the_load(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a slow load runs, the leases are extended, so no other puller gets the messages."""
+    bus = LocalBus(settings.bus_path)
+    bus.create_subscription(settings.topic, settings.subscription, ack_deadline_seconds=1)
+    bus.publisher(settings.topic).publish([event(n) for n in range(30)])
+    real_load = warehouse.load_chunk
+
+    def slow_load(*args, **kwargs):
+        time.sleep(3)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(warehouse, "load_chunk", slow_load)
+    settings = dataclasses.replace(settings, ack_deadline_seconds=1)
+    stolen: list = []
+
+    def rival_puller() -> None:
+        rival = bus.subscriber(settings.subscription)
+        for _ in range(12):
+            time.sleep(0.25)
+            stolen.extend(rival.pull(100))
+
+    rival = threading.Thread(target=rival_puller)
+    rival.start()
+    report = ingest.run_ingest(settings, bus.subscriber(settings.subscription))
+    rival.join()
+    assert stolen == []
+    assert (report.loaded, report.duplicates) == (30, 0)
+    assert bus.backlog(settings.subscription) == 0
