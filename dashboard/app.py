@@ -152,21 +152,21 @@ def freshness_caption(freshness: data.Freshness, *, now: datetime) -> str:
         published = "Publication time unknown."
     else:
         age = max((now - freshness.published_at.to_pydatetime()).total_seconds(), 0.0)
+        source = f", {freshness.warehouse} warehouse" if freshness.warehouse else ""
         published = (
             f"Data published {freshness.published_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"({format_duration(age)} ago)"
+            f"({format_duration(age)} ago{source})."
         )
-        if freshness.warehouse:
-            published += f" (warehouse: {freshness.warehouse})"
-        published += "."
     batch = freshness.last_batch
     if batch is None:
         batch_text = "No ingest batch recorded yet."
     else:
         finished = batch["finished_at"]
         when = "still running" if pd.isna(finished) else f"finished {finished:%H:%M:%S} UTC"
+        chunks = int(batch["chunks"])
         batch_text = (
-            f"Last batch `{batch['batch_id']}` {when}: {_count(batch['pulled'])} pulled, "
+            f"Last batch `{batch['batch_id']}` ({chunks} chunk{'' if chunks == 1 else 's'}) "
+            f"{when}: {_count(batch['pulled'])} pulled, "
             f"{_count(batch['loaded'])} loaded, {_count(batch['duplicates'])} duplicates, "
             f"{_count(batch['dead_lettered'])} dead-lettered."
         )

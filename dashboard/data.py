@@ -212,12 +212,27 @@ from main.dim_streams
 order by kind, sort_at desc nulls last, label
 """
 
+# The ingest task writes one ingest_batches row per chunk of a batch; add the chunks up.
 _FRESHNESS_SQL = """
 with
+batches as (
+    select
+        batch_id,
+        count(*) as chunks,
+        min(started_at) as started_at,
+        max(finished_at) as finished_at,
+        sum(pulled) as pulled,
+        sum(loaded) as loaded,
+        sum(duplicates) as duplicates,
+        sum(dead_lettered) as dead_lettered,
+    from main.ingest_batches
+    group by batch_id
+),
+
 last_batch as (
     select *
-    from main.ingest_batches
-    order by finished_at desc nulls last
+    from batches
+    order by finished_at desc nulls last, batch_id desc
     limit 1
 )
 
@@ -225,6 +240,7 @@ select
     m.published_at,
     m.warehouse,
     b.batch_id,
+    b.chunks,
     b.started_at,
     b.finished_at,
     b.pulled,
@@ -308,8 +324,8 @@ def load_freshness(path: Path) -> Freshness:
     if rows.empty:
         return Freshness(published_at=None, warehouse=None, last_batch=None)
     row = rows.iloc[0]
-    batch_columns = ["batch_id", "started_at", "finished_at", "pulled", "loaded", "duplicates",
-                     "dead_lettered"]
+    batch_columns = ["batch_id", "chunks", "started_at", "finished_at", "pulled", "loaded",
+                     "duplicates", "dead_lettered"]
     last_batch = None if pd.isna(row["batch_id"]) else {c: row[c] for c in batch_columns}
     return Freshness(
         published_at=None if pd.isna(row["published_at"]) else pd.Timestamp(row["published_at"]),

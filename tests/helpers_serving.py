@@ -81,8 +81,9 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "revenue": "decimal(18, 2)",
         "ordered_at": "timestamp",
     },
-    "ingest_batches": {
+    "ingest_batches": {  # one row per (batch_id, chunk), as the ingest task writes it
         "batch_id": "varchar",
+        "chunk": "integer",
         "started_at": "timestamp",
         "finished_at": "timestamp",
         "pulled": "integer",

@@ -71,11 +71,14 @@ VIEWERS_PER_MINUTE = [
     {"stream_id": "stream-2", "minute_at": at(10, 5), "viewers": 1},
 ]
 
+# b-7, the latest batch, was loaded in two chunks: 12 pulled, 10 loaded, 2 duplicates in all.
 BATCHES = [
-    {"batch_id": "b-6", "started_at": at(10, 4), "finished_at": at(10, 4, 30), "pulled": 3,
-     "loaded": 3, "duplicates": 0, "dead_lettered": 0},
-    {"batch_id": "b-7", "started_at": at(10, 9), "finished_at": at(10, 9, 30), "pulled": 12,
-     "loaded": 10, "duplicates": 2, "dead_lettered": 0},
+    {"batch_id": "b-6", "chunk": 0, "started_at": at(10, 4), "finished_at": at(10, 4, 30),
+     "pulled": 3, "loaded": 3, "duplicates": 0, "dead_lettered": 0},
+    {"batch_id": "b-7", "chunk": 0, "started_at": at(10, 9), "finished_at": at(10, 9, 10),
+     "pulled": 8, "loaded": 7, "duplicates": 1, "dead_lettered": 0},
+    {"batch_id": "b-7", "chunk": 1, "started_at": at(10, 9, 10), "finished_at": at(10, 9, 30),
+     "pulled": 4, "loaded": 3, "duplicates": 1, "dead_lettered": 0},
 ]
 
 
@@ -190,7 +193,10 @@ def test_retarget_list_skips_converted_and_puts_open_then_likely_first(serving_d
 def test_freshness_caption_shows_publication_and_last_batch(serving_db: Path) -> None:
     captions = " ".join(caption.value for caption in run_app().caption)
     assert "Data published 2024-05-01 10:10:00 UTC" in captions
-    assert "Last batch `b-7` finished 10:09:30 UTC: 12 pulled, 10 loaded, 2 duplicates" in captions
+    assert (
+        "Last batch `b-7` (2 chunks) finished 10:09:30 UTC: 12 pulled, 10 loaded, 2 duplicates, "
+        "0 dead-lettered." in captions
+    )
 
 
 def test_viewers_per_minute_chart_is_drawn(serving_db: Path) -> None:
