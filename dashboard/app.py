@@ -113,8 +113,11 @@ def live_view(path: Path, filters: data.Filters, options: data.FilterOptions | N
     st.caption(freshness_caption(freshness, now=datetime.now(UTC).replace(tzinfo=None)))
 
     values = tile_values(kpis)
-    for column, (key, label) in zip(st.columns(len(KPI_LABELS)), KPI_LABELS.items(), strict=True):
-        column.metric(label, values[key], help=KPI_HELP[key], border=True)
+    # Two rows, so that values such as "1h 2m 5s" are never cut off on a laptop screen.
+    tiles = list(KPI_LABELS.items())
+    for row in (tiles[:4], tiles[4:]):
+        for column, (key, label) in zip(st.columns(4), row, strict=False):
+            column.metric(label, values[key], help=KPI_HELP[key], border=True)
 
     st.subheader("Viewers per minute")
     if per_minute.empty:

@@ -13,7 +13,7 @@ def viewers_per_minute(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(labelled)
         .mark_line(point=alt.OverlayMarkDef(size=20), interpolate="monotone")
         .encode(
-            x=alt.X("minute_at:T", title="Minute (UTC)"),
+            x=alt.X("minute_at:T", title="Minute (UTC)", axis=alt.Axis(format="%H:%M")),
             y=alt.Y("viewers:Q", title="Viewers"),
             color=alt.Color("stream:N", title="Stream"),
             tooltip=[

@@ -81,14 +81,11 @@ def _simulate(args: argparse.Namespace) -> int:
         start = now - timedelta(seconds=args.events / args.rate)
         history = iter_events(args.seed, start=start, rate=args.rate, streams=args.streams)
         return _publish(itertools.islice(history, args.events), args, total=args.events)
-    # the schedule starts in the past so that shows are under way with an audience from the first
-    # second; what happened before now is generated (same seed, same story) but not published
+    # The schedule starts in the past so that shows are under way with an audience from the first
+    # second. What happened before now is published at once (due times in the past do not wait),
+    # so the first micro-batch already sees whole sessions, not only their tails.
     warm_up = timedelta(minutes=_WARM_UP_MINUTES)
-    events = (
-        event
-        for event in iter_events(args.seed, start=now - warm_up, rate=args.rate, streams=args.streams)
-        if event["event_time"] >= now
-    )
+    events = iter_events(args.seed, start=now - warm_up, rate=args.rate, streams=args.streams)
     if args.events is not None:
         events = itertools.islice(events, args.events)
     print(f"live: about {args.rate:g} events/s over {args.streams} shows; Ctrl-C to stop", file=sys.stderr)
