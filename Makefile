@@ -27,6 +27,10 @@ $(MANIFEST): .venv-dbt/.lock-sha256 $(DBT_SOURCES)
 up: install manifest  ## start Airflow, the simulator and the dashboard (Ctrl-C stops all)
 	@scripts/up.sh
 
+.PHONY: up-emulator
+up-emulator: install manifest  ## the same, with events on Google's Pub/Sub emulator (needs gcloud)
+	@scripts/up.sh --pubsub-emulator
+
 .PHONY: down
 down:  ## stop a platform started with `make up` elsewhere
 	@scripts/down.sh

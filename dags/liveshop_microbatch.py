@@ -120,8 +120,9 @@ with DAG(
     @task(outlets=[SERVING_COPY])
     def publish_serving() -> str:
         """Copy the dashboard's tables to the serving file and swap it into place."""
-        from include.liveshop.warehouse import publish_serving_copy
+        from include.liveshop.warehouse import publish_serving_copy, require_duckdb
 
+        require_duckdb(settings, "the serving copy")
         publish_serving_copy(settings.duckdb_path, settings.serving_path)
         return str(settings.serving_path)
 

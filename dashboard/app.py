@@ -26,8 +26,7 @@ from dashboard import charts, data  # noqa: E402
 from dashboard.kpis import KPI_HELP, KPI_LABELS, format_duration, tile_values  # noqa: E402
 
 WAITING_MESSAGE = (
-    "Waiting for the first micro-batch… the serving copy will appear here once the pipeline "
-    "has published it."
+    "Waiting for the first micro-batch… the serving copy will appear here once the pipeline has published it."
 )
 NO_RETARGET_MESSAGE = "No unconverted scored sessions match the filters."
 
@@ -43,9 +42,7 @@ _RETARGET_COLUMNS = {
     ),
     "add_to_carts": st.column_config.NumberColumn("Carts"),
     "is_open": st.column_config.CheckboxColumn("Open"),
-    "last_activity_at": st.column_config.DatetimeColumn(
-        "Last activity (UTC)", format="YYYY-MM-DD HH:mm:ss"
-    ),
+    "last_activity_at": st.column_config.DatetimeColumn("Last activity (UTC)", format="YYYY-MM-DD HH:mm:ss"),
 }
 
 
@@ -75,9 +72,7 @@ def sidebar_filters(options: data.FilterOptions | None) -> data.Filters:
         key="filter_viewers",
     )
     viewers = tuple(dict.fromkeys(v.strip() for v in viewer_text.split(",") if v.strip()))
-    return data.Filters(
-        devices=tuple(devices), states=tuple(states), viewers=viewers, streams=tuple(streams)
-    )
+    return data.Filters(devices=tuple(devices), states=tuple(states), viewers=viewers, streams=tuple(streams))
 
 
 def initial_filter_options(path: Path) -> data.FilterOptions | None:
@@ -105,8 +100,7 @@ def live_view(path: Path, filters: data.Filters, options: data.FilterOptions | N
         retarget = data.load_retarget(path, filters)
     except duckdb.IOException as error:
         st.warning(
-            f"The serving copy could not be read just now; retrying in "
-            f"{data.refresh_seconds():g}s. ({error})"
+            f"The serving copy could not be read just now; retrying in {data.refresh_seconds():g}s. ({error})"
         )
         return
 
@@ -116,7 +110,7 @@ def live_view(path: Path, filters: data.Filters, options: data.FilterOptions | N
     # Two rows, so that values such as "1h 2m 5s" are never cut off on a laptop screen.
     tiles = list(KPI_LABELS.items())
     for row in (tiles[:4], tiles[4:]):
-        for column, (key, label) in zip(st.columns(4), row, strict=False):
+        for column, (key, label) in zip(st.columns(4), row, strict=False):  # the last row may be short
             column.metric(label, values[key], help=KPI_HELP[key], border=True)
 
     st.subheader("Viewers per minute")

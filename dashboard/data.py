@@ -119,7 +119,9 @@ latest_scores as (
 )
 """
 
-_KPIS_SQL = _FILTERED + """
+_KPIS_SQL = (
+    _FILTERED
+    + """
 select
     count(*) as sessions,
     count(distinct s.viewer_id) as viewers,
@@ -131,10 +133,13 @@ select
 from filtered_sessions as s
 left join latest_scores as sc using (session_id)
 """
+)
 
 # Minutes in which each filtered session was live, counted per stream. Used when the
 # filters narrow the audience, which the per-stream model table cannot express.
-_VIEWERS_PER_MINUTE_FROM_SESSIONS_SQL = _FILTERED + """,
+_VIEWERS_PER_MINUTE_FROM_SESSIONS_SQL = (
+    _FILTERED
+    + """,
 
 session_minutes as (
     select
@@ -154,6 +159,7 @@ from session_minutes
 group by all
 order by minute_at, stream_id
 """
+)
 
 _VIEWERS_PER_MINUTE_SQL = """
 select
@@ -167,7 +173,9 @@ where len($streams::varchar[]) = 0 or list_contains($streams::varchar[], v.strea
 order by v.minute_at, v.stream_id
 """
 
-_RETARGET_SQL = _FILTERED + """
+_RETARGET_SQL = (
+    _FILTERED
+    + """
 select
     s.session_id,
     s.viewer_id,
@@ -185,6 +193,7 @@ where not coalesce(s.is_converted, false)
 order by s.is_open desc, sc.conversion_probability desc, last_activity_at desc, s.session_id
 limit $limit
 """
+)
 
 _OPTIONS_SQL = """
 select 'device' as kind, device_type as value, device_type as label, null as sort_at,
@@ -286,7 +295,7 @@ def load_filter_options(path: Path) -> FilterOptions:
     return FilterOptions(
         devices=values("device"),
         states=values("state"),
-        streams=() if streams is None else tuple(zip(streams["value"], streams["label"])),
+        streams=() if streams is None else tuple(zip(streams["value"], streams["label"], strict=True)),
     )
 
 
@@ -324,8 +333,16 @@ def load_freshness(path: Path) -> Freshness:
     if rows.empty:
         return Freshness(published_at=None, warehouse=None, last_batch=None)
     row = rows.iloc[0]
-    batch_columns = ["batch_id", "chunks", "started_at", "finished_at", "pulled", "loaded",
-                     "duplicates", "dead_lettered"]
+    batch_columns = [
+        "batch_id",
+        "chunks",
+        "started_at",
+        "finished_at",
+        "pulled",
+        "loaded",
+        "duplicates",
+        "dead_lettered",
+    ]
     last_batch = None if pd.isna(row["batch_id"]) else {c: row[c] for c in batch_columns}
     return Freshness(
         published_at=None if pd.isna(row["published_at"]) else pd.Timestamp(row["published_at"]),

@@ -12,9 +12,9 @@ fi
 pid=$(cat "$pidfile")
 # The launcher forwards TERM to honcho, which stops each process group it started.
 kill -TERM "$pid"
-for _ in $(seq 1 60); do
+for _ in $(seq 1 90); do
   kill -0 "$pid" 2>/dev/null || { echo "stopped"; exit 0; }
   sleep 1
 done
-echo "the platform did not stop within 60 s (pid $pid)" >&2
+echo "the platform did not stop within 90 s (pid $pid)" >&2
 exit 1

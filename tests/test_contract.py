@@ -45,7 +45,7 @@ def parse(event: dict | bytes) -> ValidEvent | Rejection:
 
 def row(result: ValidEvent | Rejection) -> dict:
     assert isinstance(result, ValidEvent), result
-    return dict(zip(EVENT_COLUMNS, result.row))
+    return dict(zip(EVENT_COLUMNS, result.row, strict=True))
 
 
 def without(name: str) -> dict:
@@ -82,7 +82,9 @@ def test_encode_event_round_trips() -> None:
     assert row(parse_message(encoded, now=NOW))["price"] == Decimal("19.99")
 
 
-@pytest.mark.parametrize("required", ["event_id", "schema_version", "stream_id", "viewer_id", "event_time", "event_type"])
+@pytest.mark.parametrize(
+    "required", ["event_id", "schema_version", "stream_id", "viewer_id", "event_time", "event_type"]
+)
 def test_missing_required_field_is_named(required: str) -> None:
     result = parse(without(required))
     assert result == Rejection("required field is missing", field=required)
@@ -160,7 +162,12 @@ def test_invalid_values_are_named(change: dict, field: str, fragment: str) -> No
 def test_json_schema_describes_the_contract() -> None:
     schema = event_json_schema()
     assert set(schema["required"]) == {
-        "event_id", "schema_version", "stream_id", "viewer_id", "event_time", "event_type"
+        "event_id",
+        "schema_version",
+        "stream_id",
+        "viewer_id",
+        "event_time",
+        "event_type",
     }
     assert schema["additionalProperties"] is True
     assert "order_completed" in json.dumps(schema["properties"]["event_type"])

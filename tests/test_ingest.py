@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from include.liveshop import ingest, warehouse
 from include.liveshop.bus import get_publisher, get_subscriber
 from include.liveshop.bus.local import LocalBus
 from include.liveshop.contract import encode_event
+from include.liveshop.errors import ConfigError
 from include.liveshop.settings import Settings
 
 
@@ -46,9 +46,9 @@ def test_duplicates_and_resends_count_once(settings: Settings) -> None:
     report = ingest.run_ingest(settings, get_subscriber(settings))
     assert (report.pulled, report.loaded, report.duplicates, report.dead_lettered) == (400, 300, 100, 0)
     # 300 orders of 2 x 12.50
-    assert query(settings, "select count(*), count(distinct event_id), sum(price * quantity) from raw.raw_events") == [
-        (300, 300, 7500)
-    ]
+    assert query(
+        settings, "select count(*), count(distinct event_id), sum(price * quantity) from raw.raw_events"
+    ) == [(300, 300, 7500)]
     # a later batch with the same events again adds nothing
     publisher.publish([event(n) for n in range(300)])
     again = ingest.run_ingest(settings, get_subscriber(settings))
@@ -77,7 +77,10 @@ def test_bad_messages_are_dead_lettered_beside_good_ones(settings: Settings) -> 
         event(901, event_type="teleport"): "got 'teleport'",
         event(902, event_time="not a time"): "unparseable timestamp",
     }
-    good = [event(n, chat_message="🛍️ '); drop table raw.raw_events; --", event_type="chat_message") for n in range(50)]
+    good = [
+        event(n, chat_message="🛍️ '); drop table raw.raw_events; --", event_type="chat_message")
+        for n in range(50)
+    ]
     get_publisher(settings).publish(good[:25] + list(bad) + good[25:])
     report = ingest.run_ingest(settings, get_subscriber(settings))
     assert (report.loaded, report.dead_lettered) == (50, len(bad))
@@ -96,14 +99,18 @@ def test_batch_is_processed_in_chunks_and_capped(tmp_path: Path, settings: Setti
     report = ingest.run_ingest(settings, get_subscriber(settings))
     assert (report.pulled, report.chunks) == (100, 3)  # 40 + 40 + 20, then the cap
     assert query(settings, "select chunk, pulled from raw.ingest_batches order by chunk") == [
-        (0, 40), (1, 40), (2, 20)
+        (0, 40),
+        (1, 40),
+        (2, 20),
     ]
     rest = ingest.run_ingest(settings, get_subscriber(settings))
     assert rest.pulled == 30
     assert query(settings, "select count(*) from raw.raw_events") == [(130,)]
 
 
-def test_failed_load_acks_nothing_and_retry_loads_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_load_acks_nothing_and_retry_loads_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = dataclasses.replace(settings, chunk_size=50)
     get_publisher(settings).publish([event(n) for n in range(200)])
     real_load = warehouse.load_chunk
@@ -126,7 +133,9 @@ def test_failed_load_acks_nothing_and_retry_loads_once(settings: Settings, monke
     assert query(settings, "select count(*) from raw.raw_events") == [(200,)]
 
 
-def test_crash_between_commit_and_ack_counts_once(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_between_commit_and_ack_counts_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bus = LocalBus(settings.bus_path)
     bus.create_subscription(settings.topic, settings.subscription, ack_deadline_seconds=1)
     bus.publisher(settings.topic).publish([event(n) for n in range(60)])
@@ -174,3 +183,14 @@ def test_ack_deadline_shorter_than_the_load(settings: Settings, monkeypatch: pyt
     assert stolen == []
     assert (report.loaded, report.duplicates) == (30, 0)
     assert bus.backlog(settings.subscription) == 0
+
+
+def test_a_bigquery_warehouse_is_refused_before_anything_is_pulled(settings: Settings) -> None:
+    """Only the dbt project runs on BigQuery so far; ingest must say so, not load into DuckDB."""
+    get_publisher(settings).publish([event(1)])
+    on_bigquery = dataclasses.replace(settings, warehouse="bigquery", gcp_project="some-project")
+    with pytest.raises(ConfigError, match="LIVESHOP_WAREHOUSE: ingest supports only 'duckdb'"):
+        ingest.run_ingest(on_bigquery, get_subscriber(settings))
+    assert not settings.duckdb_path.exists()
+    # the message is still on the bus for a correctly configured run
+    assert ingest.run_ingest(settings, get_subscriber(settings)).loaded == 1

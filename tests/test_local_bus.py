@@ -15,7 +15,6 @@ import pytest
 
 from include.liveshop.bus.local import LocalBus
 from include.liveshop.errors import BusError
-
 from include.liveshop.settings import PROJECT_ROOT
 
 
@@ -145,7 +144,9 @@ def test_published_messages_survive_a_killed_publisher(bus: LocalBus, tmp_path: 
         """
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )
     confirmed = []

@@ -18,8 +18,7 @@ import pytest
 
 from include.liveshop.contract import ValidEvent, encode_event, parse_message
 from include.liveshop.errors import ReplayError
-from include.simulator import Batcher, in_time_order, pump, read_export, replay_events
-from include.simulator import cli
+from include.simulator import Batcher, cli, in_time_order, pump, read_export, replay_events
 from include.simulator.publishing import accelerated
 from include.simulator.replay import SEED_COLUMNS
 
@@ -103,7 +102,7 @@ def test_shift_to_now_moves_every_time_by_the_same_amount(tmp_path: Path) -> Non
     shifted = replay_events(write_seed(tmp_path), time_mode="shift-to-now", now=now)
     assert shifted[-1]["event_time"] == now
     delta = now - recorded[-1]["event_time"]
-    for before, after in zip(recorded, shifted):
+    for before, after in zip(recorded, shifted, strict=True):
         assert after["event_time"] - before["event_time"] == delta
         assert after["stream_start_time"] - before["stream_start_time"] == delta
 
@@ -152,8 +151,16 @@ def test_speed_divides_the_recorded_gaps(tmp_path: Path) -> None:
         (HEADER, (ROWS[0], ROWS[0].replace("CUST001", "")), "line 3", "viewer_id"),
         (HEADER, (ROWS[0], ROWS[0].replace("AZ,", "")), "line 3", None),
     ],
-    ids=["missing-column", "bad-timestamp", "unknown-type", "not-in-catalog", "no-product",
-         "empty-chat", "no-viewer", "short-row"],
+    ids=[
+        "missing-column",
+        "bad-timestamp",
+        "unknown-type",
+        "not-in-catalog",
+        "no-product",
+        "empty-chat",
+        "no-viewer",
+        "short-row",
+    ],
 )
 def test_bad_input_names_file_line_and_column(
     tmp_path: Path, header: str, rows: Sequence[str], where: str, column: str | None
@@ -224,16 +231,18 @@ def test_online_retail_orders_one_event_per_invoice_line(tmp_path: Path) -> None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        "Invoice": ["489434", "489434", "C489449", "489450", "489451"],
-        "StockCode": ["85048", "79323P", "22087", "21232", "21871"],
-        "Description": ["GLASS BALL", "PINK LIGHTS", "PAPER BUNTING", "STRAWBERRY MUG", None],
-        "Quantity": [12, 12, -12, 6, 3],
-        "InvoiceDate": ["2009-12-01 07:45:00"] * 2 + ["2009-12-01 10:33:00"] * 3,
-        "Price": [6.95, 6.75, 2.95, 1.25, 0.5],
-        "Customer ID": [13085.0, 13085.0, 16321.0, None, 17519.0],
-        "Country": ["United Kingdom"] * 5,
-    })
+    table = pa.table(
+        {
+            "Invoice": ["489434", "489434", "C489449", "489450", "489451"],
+            "StockCode": ["85048", "79323P", "22087", "21232", "21871"],
+            "Description": ["GLASS BALL", "PINK LIGHTS", "PAPER BUNTING", "STRAWBERRY MUG", None],
+            "Quantity": [12, 12, -12, 6, 3],
+            "InvoiceDate": ["2009-12-01 07:45:00"] * 2 + ["2009-12-01 10:33:00"] * 3,
+            "Price": [6.95, 6.75, 2.95, 1.25, 0.5],
+            "Customer ID": [13085.0, 13085.0, 16321.0, None, 17519.0],
+            "Country": ["United Kingdom"] * 5,
+        }
+    )
     path = tmp_path / "retail.parquet"
     pq.write_table(table, path)
     replay = read_export(path, format="online_retail")
@@ -241,7 +250,9 @@ def test_online_retail_orders_one_event_per_invoice_line(tmp_path: Path) -> None
     assert [event["event_type"] for event in replay.events] == ["order_completed"] * 3
     first = replay.events[0]
     assert (first["stream_id"], first["viewer_id"], first["source_session_id"]) == (
-        "retail-2009-12-01", "13085", "489434"
+        "retail-2009-12-01",
+        "13085",
+        "489434",
     )
     assert (first["price"], first["quantity"]) == (Decimal("6.95"), 12)
     assert all(isinstance(parse_message(encode_event(event)), ValidEvent) for event in replay.events)

@@ -19,8 +19,7 @@ from include.liveshop.contract import (
     encode_event,
     parse_message,
 )
-from include.simulator import Batcher, generate_events, iter_events, pump
-from include.simulator import cli
+from include.simulator import Batcher, cli, generate_events, iter_events, pump
 
 START = datetime(2025, 7, 19, 18, 0, 0)
 
@@ -76,9 +75,9 @@ def test_another_seed_or_start_gives_other_events() -> None:
     base = [encode_event(event) for event in generate_events(7, 500, start=START)]
     assert base != [encode_event(event) for event in generate_events(8, 500, start=START)]
     later = generate_events(7, 500, start=START + timedelta(days=1))
-    assert not {event["event_id"] for event in later} & {event["event_id"] for event in generate_events(
-        7, 500, start=START
-    )}, "runs started at different times must not share event ids (the warehouse dedups on them)"
+    assert not {event["event_id"] for event in later} & {
+        event["event_id"] for event in generate_events(7, 500, start=START)
+    }, "runs started at different times must not share event ids (the warehouse dedups on them)"
 
 
 def test_every_event_is_valid(sample: list[dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -80,7 +80,10 @@ def _timestamp(value: Any) -> datetime:
     else:
         raise ValueError(f"expected an ISO 8601 timestamp string, got {type(value).__name__}")
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError(f"timestamp {value!r} falls outside years 1-9999 in UTC") from None
     return parsed
 
 
@@ -201,7 +204,7 @@ def parse_message(
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Rejection(f"not UTF-8: byte {exc.start} ({data[exc.start:exc.start + 1]!r}) is invalid")
+        return Rejection(f"not UTF-8: byte {exc.start} ({data[exc.start : exc.start + 1]!r}) is invalid")
     if not text.strip():
         return Rejection("empty message (whitespace only)")
     try:
@@ -215,9 +218,25 @@ def parse_message(
         return Rejection("duplicate key in the JSON object", field=str(exc))
     except (json.JSONDecodeError, ValueError) as exc:
         return Rejection(f"not JSON: {exc}")
+    except RecursionError:
+        return Rejection("not JSON this parser accepts: arrays or objects nested too deep")
     if not isinstance(payload, dict):
         return Rejection(f"JSON {type(payload).__name__} where an object was expected")
+    field = _field_with_invalid_unicode(payload)
+    if field is not None:
+        # JSON allows escapes such as "\ud800" that decode to half a surrogate pair, which no
+        # UTF-8 column can store.
+        return Rejection("text holds a lone UTF-16 surrogate escape, which is not valid Unicode", field=field)
     return validate_event(payload, now=now)
+
+
+def _field_with_invalid_unicode(payload: dict[str, Any]) -> str | None:
+    for key, value in payload.items():
+        try:
+            json.dumps({key: value}, ensure_ascii=False, default=str).encode("utf-8")
+        except UnicodeEncodeError:
+            return key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
 
 
 def validate_event(payload: dict[str, Any], *, now: datetime | None = None) -> ValidEvent | Rejection:
@@ -226,7 +245,7 @@ def validate_event(payload: dict[str, Any], *, now: datetime | None = None) -> V
         event = LiveShoppingEvent.model_validate(payload)
     except ValidationError as exc:
         return _rejection_from(exc)
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     for name in ("event_time", "stream_start_time"):
         value = getattr(event, name)
         if value is None:
@@ -237,7 +256,7 @@ def validate_event(payload: dict[str, Any], *, now: datetime | None = None) -> V
             return Rejection(f"{value.isoformat()} is more than 24 hours in the future", field=name)
     extra = event.model_extra or {}
     row = tuple(getattr(event, column) for column in EVENT_COLUMNS[:-1]) + (
-        json.dumps(extra, ensure_ascii=False, default=str) if extra else None,
+        json.dumps(extra, ensure_ascii=False, default=_json_default) if extra else None,
     )
     return ValidEvent(row)
 
@@ -275,5 +294,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, Decimal):
+        # JSON numbers are parsed as Decimal; write them back as numbers, not as text.
         return float(value) if value != value.to_integral_value() else int(value)
     raise TypeError(f"cannot encode {type(value).__name__} in an event")

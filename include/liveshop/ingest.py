@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
 
 import pyarrow as pa
 
@@ -97,9 +97,9 @@ class LeaseKeeper:
 def _columns(rows: list[tuple], schema: pa.Schema) -> pa.Table:
     if not rows:
         return schema.empty_table()
-    columns = list(zip(*rows))
+    columns = list(zip(*rows, strict=True))
     return pa.Table.from_arrays(
-        [pa.array(column, type=f.type) for column, f in zip(columns, schema)], schema=schema
+        [pa.array(column, type=f.type) for column, f in zip(columns, schema, strict=True)], schema=schema
     )
 
 
@@ -115,8 +115,14 @@ def _validate(
             key = result.field or result.reason.split(":")[0]
             report.rejection_reasons[key] = report.rejection_reasons.get(key, 0) + 1
             dead.append(
-                (message.message_id, message.data, result.reason, result.field, published,
-                 message.delivery_attempt)
+                (
+                    message.message_id,
+                    message.data,
+                    result.reason,
+                    result.field,
+                    published,
+                    message.delivery_attempt,
+                )
             )
         else:
             events.append(result.row + (message.message_id, published, message.delivery_attempt))
@@ -138,10 +144,12 @@ def _pull_chunk(subscriber: Subscriber, want: int, round_size: int) -> list[Rece
 
 def run_ingest(settings: Settings, subscriber: Subscriber, *, batch_id: str | None = None) -> IngestReport:
     """Move up to ``settings.batch_max_messages`` messages from the bus into the raw layer."""
+    warehouse.require_duckdb(settings, "ingest")
     report = IngestReport(batch_id=batch_id or uuid.uuid4().hex)
-    with warehouse.connect(settings.duckdb_path) as con, LeaseKeeper(
-        subscriber, settings.ack_deadline_seconds
-    ) as keeper:
+    with (
+        warehouse.connect(settings.duckdb_path) as con,
+        LeaseKeeper(subscriber, settings.ack_deadline_seconds) as keeper,
+    ):
         warehouse.ensure_schema(con)
         while report.pulled < settings.batch_max_messages:
             started = warehouse.utcnow()
@@ -154,8 +162,13 @@ def run_ingest(settings: Settings, subscriber: Subscriber, *, batch_id: str | No
             try:
                 events, dead = _validate(messages, settings, started, report)
                 result = warehouse.load_chunk(
-                    con, events, dead, batch_id=report.batch_id, chunk=report.chunks,
-                    pulled=len(messages), started_at=started,
+                    con,
+                    events,
+                    dead,
+                    batch_id=report.batch_id,
+                    chunk=report.chunks,
+                    pulled=len(messages),
+                    started_at=started,
                 )
             except BaseException:
                 # Give the messages back now rather than at the deadline; the task retry reloads them.
@@ -174,7 +187,11 @@ def run_ingest(settings: Settings, subscriber: Subscriber, *, batch_id: str | No
             report.chunks += 1
             log.info(
                 "chunk %s: pulled %s, loaded %s, duplicates %s, dead-lettered %s",
-                report.chunks, len(messages), result.loaded, result.duplicates, result.dead_lettered,
+                report.chunks,
+                len(messages),
+                result.loaded,
+                result.duplicates,
+                result.dead_lettered,
             )
     if report.rejection_reasons:
         log.warning("dead-lettered by field or reason: %s", report.rejection_reasons)

@@ -99,6 +99,7 @@ def train(settings: Settings, frame: pd.DataFrame | None = None) -> ModelCard | 
     """Fit the model on every session in the warehouse and store it. None if data is too thin."""
     import joblib
 
+    warehouse.require_duckdb(settings, "training")
     if frame is None:
         with warehouse.connect(settings.duckdb_path, read_only=True) as con:
             frame = _features(con)
@@ -140,6 +141,7 @@ def load_model(settings: Settings) -> tuple[Pipeline, ModelCard] | None:
 
 def score_sessions(settings: Settings) -> dict[str, object]:
     """Score every session into ``main.session_scores`` (replaced in one transaction)."""
+    warehouse.require_duckdb(settings, "scoring")
     with warehouse.connect(settings.duckdb_path) as con:
         frame = _features(con)
         loaded = load_model(settings)

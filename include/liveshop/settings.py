@@ -11,9 +11,9 @@ no cloud account: DuckDB as the warehouse and the local SQLite bus, with their f
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from include.liveshop.errors import ConfigError
 

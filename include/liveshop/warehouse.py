@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from include.liveshop.contract import EVENT_COLUMNS
+from include.liveshop.errors import ConfigError
+from include.liveshop.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +137,22 @@ class ChunkResult:
     dead_lettered: int
 
 
+def require_duckdb(settings: Settings, step: str) -> None:
+    """Stop with a clear message where a step has no BigQuery implementation yet.
+
+    The dbt project has a ``bigquery`` target, but the raw-layer load, scoring and the serving copy
+    run on DuckDB only; a run pointed at BigQuery must fail before it pulls anything.
+    """
+    if settings.warehouse != "duckdb":
+        raise ConfigError(
+            "LIVESHOP_WAREHOUSE",
+            f"{step} supports only 'duckdb' so far, not {settings.warehouse!r}; the dbt project has a "
+            "bigquery target, but loading, scoring and serving on BigQuery are not built yet",
+        )
+
+
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @contextmanager
@@ -210,7 +226,9 @@ def load_chunk(
     return result
 
 
-def publish_serving_copy(warehouse_path: Path, serving_path: Path, tables: Sequence[str] = SERVING_TABLES) -> None:
+def publish_serving_copy(
+    warehouse_path: Path, serving_path: Path, tables: Sequence[str] = SERVING_TABLES
+) -> None:
     """Copy the tables the dashboard reads into ``serving_path``, replacing it atomically.
 
     The copy is written to a temporary file beside the target and renamed over it, so a reader

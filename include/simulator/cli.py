@@ -10,15 +10,14 @@ import contextlib
 import itertools
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from include.liveshop.errors import BusError, ConfigError, ReplayError
 from include.simulator.generator import iter_events
 from include.simulator.publishing import BATCH_SIZE, Batcher, Publisher, accelerated, pump, real_time
-from include.simulator.replay import FORMATS, TIME_MODES, read_export, in_time_order
-
+from include.simulator.replay import FORMATS, TIME_MODES, in_time_order, read_export
 
 _WARM_UP_MINUTES = 20
 
@@ -75,7 +74,7 @@ def _publish(
 def _simulate(args: argparse.Namespace) -> int:
     if args.as_fast_as_possible and args.events is None:
         raise _Usage("--as-fast-as-possible needs --events N (otherwise it would never stop)")
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     if args.as_fast_as_possible:
         # a finished history that ends about now
         start = now - timedelta(seconds=args.events / args.rate)
@@ -137,11 +136,16 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", parents=[common], help="replay a real export file")
     replay.add_argument("file", type=Path)
     replay.add_argument("--format", choices=FORMATS, default="seed", help="(%(default)s)")
-    replay.add_argument("--catalog", type=Path, help="product catalogue CSV for --format seed "
-                        "(default: expanded_product_catalog.csv beside FILE)")
+    replay.add_argument(
+        "--catalog",
+        type=Path,
+        help="product catalogue CSV for --format seed (default: expanded_product_catalog.csv beside FILE)",
+    )
     replay.add_argument("--time", choices=TIME_MODES, default="as-recorded", help="(%(default)s)")
     replay.add_argument(
-        "--speed", type=float, default=0.0,
+        "--speed",
+        type=float,
+        default=0.0,
         help="replay the recorded gaps divided by X; 0 publishes without waiting (%(default)s)",
     )
     replay.add_argument("--as-fast-as-possible", action="store_true", help="same as --speed 0")

@@ -57,12 +57,24 @@ _P_RETURNING = 0.35
 _MAX_REMEMBERED_VIEWERS = 50_000
 
 _CHATS = (
-    "Love this!", "❤️", "😍", "Need this", "Too expensive", "What's the price?", "Hi from {state}!",
-    "First time here", "Can you show it again?", "Does it ship fast?", "🔥🔥🔥", "Is there a discount?",
+    "Love this!",
+    "❤️",
+    "😍",
+    "Need this",
+    "Too expensive",
+    "What's the price?",
+    "Hi from {state}!",
+    "First time here",
+    "Can you show it again?",
+    "Does it ship fast?",
+    "🔥🔥🔥",
+    "Is there a discount?",
 )
 _PRODUCT_CHATS = (
-    "How much is the {product}?", "What colours does the {product} come in?",
-    "Is the {product} worth it?", "Just bought the {product}!",
+    "How much is the {product}?",
+    "What colours does the {product} come in?",
+    "Is the {product} worth it?",
+    "Just bought the {product}!",
 )
 _AFTER_ORDER_CHATS = ("Ordered!", "Just ordered 🎉", "Can't wait for it to arrive")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from include.liveshop.contract import encode_event
@@ -84,7 +84,7 @@ def pump(
 
 def real_time(clock: Callable[[], float] = time.monotonic) -> Callable[[dict[str, Any]], float]:
     """Events are due when the wall clock reaches their event_time (naive UTC)."""
-    started, wall = clock(), datetime.now(timezone.utc).replace(tzinfo=None)
+    started, wall = clock(), datetime.now(UTC).replace(tzinfo=None)
     return lambda event: started + (event["event_time"] - wall).total_seconds()
 
 

@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def _timestamp(text: str) -> datetime:
         text = text.removesuffix(" UTC").removesuffix("Z") + "+00:00"
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
 
 
@@ -122,7 +122,9 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict
         missing = [name for name in required if name not in header]
         if missing:
             raise _fail(
-                path, "line 1", missing[0],
+                path,
+                "line 1",
+                missing[0],
                 f"missing column(s) {', '.join(missing)} in the header; expected {', '.join(required)}",
             )
         line = 1
@@ -140,7 +142,7 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict
                 raise _fail(
                     path, f"line {start}", None, f"{len(values)} fields where the header has {len(header)}"
                 )
-            yield start, {name: value.strip() for name, value in zip(header, values)}
+            yield start, {name: value.strip() for name, value in zip(header, values, strict=True)}
 
 
 def load_catalog(path: Path) -> dict[str, Decimal]:
@@ -188,7 +190,9 @@ def read_seed(path: Path, *, catalog: Path | None = None) -> Replay:
             if price is None and event_type in MONEY_EVENTS:
                 known = f"the catalog {catalog}" if catalog is not None else "any catalog (pass --catalog)"
                 raise _fail(
-                    path, where, "product_id",
+                    path,
+                    where,
+                    "product_id",
                     f"product {event['product_id']!r} of a {event_type} event is not in {known}",
                 )
             event["price"] = price
@@ -205,8 +209,14 @@ def read_rees46(path: Path) -> Replay:
     path = Path(path)
     ids = _Ids("rees46")
     replay = Replay(path, [])
-    source_of = {"event_time": "event_time", "event_type": "event_type", "product_id": "product_id",
-                 "price": "price", "viewer_id": "user_id", "source_session_id": "user_session"}
+    source_of = {
+        "event_time": "event_time",
+        "event_type": "event_type",
+        "product_id": "product_id",
+        "price": "price",
+        "viewer_id": "user_id",
+        "source_session_id": "user_session",
+    }
     columns: tuple[str, ...] = ()
     for line, row in _csv_rows(path, REES46_COLUMNS):
         where = f"line {line}"
@@ -264,12 +274,20 @@ def read_online_retail(path: Path) -> Replay:
         raise _fail(path, "schema", missing[0], f"missing column(s) {', '.join(missing)}")
     ids = _Ids("online_retail")
     replay = Replay(path, [])
-    source_of = {"event_time": "InvoiceDate", "product_id": "StockCode", "product_name": "Description",
-                 "price": "Price", "quantity": "Quantity", "viewer_id": "Customer ID",
-                 "source_session_id": "Invoice"}
+    source_of = {
+        "event_time": "InvoiceDate",
+        "product_id": "StockCode",
+        "product_name": "Description",
+        "price": "Price",
+        "quantity": "Quantity",
+        "viewer_id": "Customer ID",
+        "source_session_id": "Invoice",
+    }
     names = table.column_names
-    for number, values in enumerate(zip(*(table.column(name).to_pylist() for name in names)), start=1):
-        row = dict(zip(names, values))
+    for number, values in enumerate(
+        zip(*(table.column(name).to_pylist() for name in names), strict=True), start=1
+    ):
+        row = dict(zip(names, values, strict=True))
         where = f"row {number}"
         invoice = str(row["Invoice"] or "").strip()
         if invoice.upper().startswith("C"):
@@ -342,7 +360,7 @@ def in_time_order(
     ordered = sorted(events, key=lambda event: event["event_time"])
     if time_mode == "as-recorded" or not ordered:
         return ordered
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = now or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     delta: timedelta = now - ordered[-1]["event_time"]
     shifted = []
     for event in ordered:

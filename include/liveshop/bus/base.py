@@ -8,9 +8,10 @@ own ``event_id`` (a resend by the publisher gets a new message id, so message id
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from include.liveshop.bus.base import ReceivedMessage
 from include.liveshop.errors import BusError
@@ -136,9 +136,8 @@ class LocalPublisher:
         now = time.time()
         with self._bus._write() as con:
             subscriptions = [
-                name for (name,) in con.execute(
-                    "select name from subscriptions where topic = ?", (self.topic,)
-                )
+                name
+                for (name,) in con.execute("select name from subscriptions where topic = ?", (self.topic,))
             ]
             ids: list[str] = []
             for data in messages:
@@ -187,7 +186,7 @@ class LocalSubscriber:
                 ack_id=f"{message_id}:{token}",
                 message_id=str(message_id),
                 data=bytes(data),
-                publish_time=datetime.fromtimestamp(published, tz=timezone.utc),
+                publish_time=datetime.fromtimestamp(published, tz=UTC),
                 delivery_attempt=attempt,
             )
             for message_id, attempt, data, published in rows
