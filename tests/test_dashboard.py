@@ -37,22 +37,51 @@ def at(hour: int, minute: int, second: int = 0) -> datetime:
 
 SESSIONS = [
     session(
-        "s-1", stream_id="stream-1", streamer_name="alice", viewer_id="v1", viewer_state="CA",
-        device_type="mobile", started_at=at(10, 0), ended_at=at(10, 3), add_to_carts=1,
-        orders=1, revenue=Decimal("50.00"), is_converted=True,
+        "s-1",
+        stream_id="stream-1",
+        streamer_name="alice",
+        viewer_id="v1",
+        viewer_state="CA",
+        device_type="mobile",
+        started_at=at(10, 0),
+        ended_at=at(10, 3),
+        add_to_carts=1,
+        orders=1,
+        revenue=Decimal("50.00"),
+        is_converted=True,
     ),
     session(
-        "s-2", stream_id="stream-1", streamer_name="alice", viewer_id="v2", viewer_state="NY",
-        device_type="desktop", started_at=at(10, 1), ended_at=at(10, 2, 30), add_to_carts=2,
+        "s-2",
+        stream_id="stream-1",
+        streamer_name="alice",
+        viewer_id="v2",
+        viewer_state="NY",
+        device_type="desktop",
+        started_at=at(10, 1),
+        ended_at=at(10, 2, 30),
+        add_to_carts=2,
         is_open=True,
     ),
     session(
-        "s-3", stream_id="stream-2", streamer_name="bob", viewer_id="v1", viewer_state="NY",
-        device_type="mobile", started_at=at(10, 5), ended_at=at(10, 9),
+        "s-3",
+        stream_id="stream-2",
+        streamer_name="bob",
+        viewer_id="v1",
+        viewer_state="NY",
+        device_type="mobile",
+        started_at=at(10, 5),
+        ended_at=at(10, 9),
     ),
     session(
-        "s-4", stream_id="stream-2", streamer_name="bob", viewer_id="v3", viewer_state="TX",
-        device_type="mobile", started_at=at(10, 6), ended_at=at(10, 7, 10), add_to_carts=1,
+        "s-4",
+        stream_id="stream-2",
+        streamer_name="bob",
+        viewer_id="v3",
+        viewer_state="TX",
+        device_type="mobile",
+        started_at=at(10, 6),
+        ended_at=at(10, 7, 10),
+        add_to_carts=1,
         is_open=True,
     ),
 ]
@@ -73,12 +102,36 @@ VIEWERS_PER_MINUTE = [
 
 # b-7, the latest batch, was loaded in two chunks: 12 pulled, 10 loaded, 2 duplicates in all.
 BATCHES = [
-    {"batch_id": "b-6", "chunk": 0, "started_at": at(10, 4), "finished_at": at(10, 4, 30),
-     "pulled": 3, "loaded": 3, "duplicates": 0, "dead_lettered": 0},
-    {"batch_id": "b-7", "chunk": 0, "started_at": at(10, 9), "finished_at": at(10, 9, 10),
-     "pulled": 8, "loaded": 7, "duplicates": 1, "dead_lettered": 0},
-    {"batch_id": "b-7", "chunk": 1, "started_at": at(10, 9, 10), "finished_at": at(10, 9, 30),
-     "pulled": 4, "loaded": 3, "duplicates": 1, "dead_lettered": 0},
+    {
+        "batch_id": "b-6",
+        "chunk": 0,
+        "started_at": at(10, 4),
+        "finished_at": at(10, 4, 30),
+        "pulled": 3,
+        "loaded": 3,
+        "duplicates": 0,
+        "dead_lettered": 0,
+    },
+    {
+        "batch_id": "b-7",
+        "chunk": 0,
+        "started_at": at(10, 9),
+        "finished_at": at(10, 9, 10),
+        "pulled": 8,
+        "loaded": 7,
+        "duplicates": 1,
+        "dead_lettered": 0,
+    },
+    {
+        "batch_id": "b-7",
+        "chunk": 1,
+        "started_at": at(10, 9, 10),
+        "finished_at": at(10, 9, 30),
+        "pulled": 4,
+        "loaded": 3,
+        "duplicates": 1,
+        "dead_lettered": 0,
+    },
 ]
 
 
@@ -213,9 +266,7 @@ def test_a_new_serving_copy_is_read_on_the_next_run(serving_db: Path) -> None:
     assert kpi_values(app)["sessions"] == "2"
 
 
-def test_missing_serving_copy_shows_waiting_message(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_serving_copy_shows_waiting_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(data.SERVING_PATH_ENV, str(tmp_path / "not-yet.duckdb"))
     app = run_app()
     (info,) = app.info
@@ -223,9 +274,7 @@ def test_missing_serving_copy_shows_waiting_message(
     assert not app.metric
 
 
-def test_unreadable_serving_copy_shows_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unreadable_serving_copy_shows_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = tmp_path / "serving.duckdb"
     broken.write_bytes(b"half-written" * 512)
     monkeypatch.setenv(data.SERVING_PATH_ENV, str(broken))

@@ -179,8 +179,7 @@ def load_raw_events(database: Path) -> None:
         con.execute(RAW_DDL)
         con.executemany(f"insert into raw.raw_events values ({placeholders})", rows)
         con.execute(
-            "insert into raw.ingest_batches values"
-            " ('b1', ?, ?, 19, 19, 0, 0), ('b2', ?, ?, 1, 1, 0, 0)",
+            "insert into raw.ingest_batches values ('b1', ?, ?, 19, 19, 0, 0), ('b2', ?, ?, 1, 1, 0, 0)",
             [ts(FIRST_INGEST), ts(FIRST_INGEST), ts(REDELIVERY_INGEST), ts(REDELIVERY_INGEST)],
         )
 
@@ -200,9 +199,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckD
         )
     work = tmp_path_factory.mktemp("dbt")
     project = work / "project"
-    shutil.copytree(
-        DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
-    )
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
     database = work / "warehouse.duckdb"
     load_raw_events(database)
 
@@ -272,10 +269,7 @@ def test_no_email_in_clear_in_main_schema(warehouse: duckdb.DuckDBPyConnection) 
 
 
 def test_sessions(warehouse: duckdb.DuckDBPyConnection) -> None:
-    sessions = {
-        row["session_id"]: row
-        for row in rows(warehouse, "select * from main.fct_sessions")
-    }
+    sessions = {row["session_id"]: row for row in rows(warehouse, "select * from main.fct_sessions")}
     # (stream, viewer, number): events, product_views, chat, carts, checkouts,
     # orders, revenue, duration, exited, open. The latest event is 12:03:00,
     # so only sessions ending at or after 11:33:00 without an exit are open.
@@ -312,8 +306,7 @@ def test_session_features_stop_before_first_order(
     warehouse: duckdb.DuckDBPyConnection,
 ) -> None:
     features = {
-        row.pop("session_id"): row
-        for row in rows(warehouse, "select * from main.fct_session_features")
+        row.pop("session_id"): row for row in rows(warehouse, "select * from main.fct_session_features")
     }
     assert len(features) == 6
     # Before the 10:08 order: e01 view start, e02 view, e03 cart, e04 checkout.
@@ -380,8 +373,7 @@ def test_orders(warehouse: duckdb.DuckDBPyConnection) -> None:
 def test_dim_viewers(warehouse: duckdb.DuckDBPyConnection) -> None:
     viewers = rows(warehouse, "select * from main.dim_viewers order by viewer_id")
     assert [
-        (v["viewer_id"], v["viewer_state"], v["sessions"], v["orders"], v["revenue"])
-        for v in viewers
+        (v["viewer_id"], v["viewer_state"], v["sessions"], v["orders"], v["revenue"]) for v in viewers
     ] == [
         ("v1", "OR", 3, 2, Decimal("25.50")),  # latest state is from s2
         ("v2", "NY", 2, 0, Decimal("0.00")),

@@ -76,10 +76,10 @@ def expected_from_csv(events_csv: Path) -> Expected:
 
 
 def run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    result = subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     )
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 
 
@@ -98,9 +98,15 @@ def pipeline_run(seed_events_csv: Path, tmp_path_factory: pytest.TempPathFactory
         "SCARF_NO_ANALYTICS": "true",
         "DO_NOT_TRACK": "true",
     }
-    run([sys.executable, "-m", "include.simulator", "replay", str(seed_events_csv), "--as-fast-as-possible"], env)
+    run(
+        [sys.executable, "-m", "include.simulator", "replay", str(seed_events_csv), "--as-fast-as-possible"],
+        env,
+    )
     # Replaying the same file again must not count anything twice.
-    run([sys.executable, "-m", "include.simulator", "replay", str(seed_events_csv), "--as-fast-as-possible"], env)
+    run(
+        [sys.executable, "-m", "include.simulator", "replay", str(seed_events_csv), "--as-fast-as-possible"],
+        env,
+    )
     run(["airflow", "db", "migrate"], env)
     run(["airflow", "pools", "set", "duckdb_warehouse", "1", "DuckDB allows one writing process"], env)
     run(["airflow", "dags", "test", "liveshop_microbatch"], env, timeout=1200)
@@ -121,7 +127,8 @@ def test_the_export_matches_its_published_figures(expected: Expected) -> None:
 def test_warehouse_holds_every_event_once(pipeline_run: dict[str, Path], expected: Expected) -> None:
     with duckdb.connect(str(pipeline_run["warehouse"]), read_only=True) as con:
         assert con.execute("select count(*), count(distinct event_id) from raw.raw_events").fetchone() == (
-            expected.events, expected.events
+            expected.events,
+            expected.events,
         )
         assert con.execute("select count(*) from raw.dead_letter_events").fetchone() == (0,)
         pulled, loaded, duplicates = con.execute(

@@ -21,7 +21,11 @@ def test_defaults_need_no_cloud_account(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "variable", "fragment"),
     [
-        ({"LIVESHOP_WAREHOUSE": "postgres"}, "LIVESHOP_WAREHOUSE", "'postgres' is not one of duckdb, bigquery"),
+        (
+            {"LIVESHOP_WAREHOUSE": "postgres"},
+            "LIVESHOP_WAREHOUSE",
+            "'postgres' is not one of duckdb, bigquery",
+        ),
         ({"LIVESHOP_BUS": "kafka"}, "LIVESHOP_BUS", "not one of local, pubsub"),
         ({"LIVESHOP_BUS": "pubsub"}, "LIVESHOP_GCP_PROJECT", "required with LIVESHOP_BUS=pubsub"),
         ({"LIVESHOP_BATCH_MAX_MESSAGES": "lots"}, "LIVESHOP_BATCH_MAX_MESSAGES", "not a whole number"),
