@@ -117,7 +117,6 @@ def _child_ingest() -> dict[str, Any]:
 
 
 def _child_baseline(ndjson: Path, database: Path) -> dict[str, Any]:
-
     from include.liveshop import warehouse
 
     after_imports = _peak_rss_mib()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from include.liveshop.contract import (
@@ -171,3 +173,60 @@ def test_json_schema_describes_the_contract() -> None:
     }
     assert schema["additionalProperties"] is True
     assert "order_completed" in json.dumps(schema["properties"]["event_type"])
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_published_schema_file_is_current() -> None:
+    published = Path(__file__).resolve().parents[1] / "docs" / "event.schema.json"
+    assert json.loads(published.read_text()) == event_json_schema(), "run `make schema`"
+
+
+CHAT = {**without("product_id"), "event_type": "chat_message", "chat_message": "hi"}
+del CHAT["price"], CHAT["quantity"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        GOOD,
+        CHAT,
+        {**GOOD, "campaign": "black-friday"},
+        {**GOOD, "price": 0, "quantity": 10_000},
+        {**GOOD, "event_time": "2026-12-03 11:05:00", "stream_start_time": None},
+        {**CHAT, "event_type": "stream_exit", "chat_message": None},
+    ],
+)
+def test_schema_accepts_what_the_validator_accepts(event: dict) -> None:
+    assert isinstance(parse(event), ValidEvent)
+    jsonschema.validate(event, event_json_schema())
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        without("event_id"),
+        without("event_time"),
+        without("price"),
+        without("quantity"),
+        without("product_id"),
+        {**GOOD, "product_id": ""},
+        {**GOOD, "product_id": None},
+        {**CHAT, "chat_message": None},
+        {**GOOD, "event_type": "refund"},
+        {**GOOD, "price": -1},
+        {**GOOD, "price": "19.99"},
+        {**GOOD, "price": True},
+        {**GOOD, "quantity": 0},
+        {**GOOD, "quantity": "2"},
+        {**GOOD, "viewer_id": 42},
+        {**GOOD, "viewer_id": ""},
+        {**GOOD, "schema_version": 2},
+        {**GOOD, "event_time": 1764763200},
+    ],
+)
+def test_schema_refuses_what_the_validator_refuses(event: dict) -> None:
+    # Some rules are the validator's alone: decimal places, the time window, duplicate keys,
+    # encoding and size. These are the ones JSON Schema can say, so producers can check them.
+    assert isinstance(parse(event), Rejection)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(event, event_json_schema())

@@ -18,7 +18,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -94,8 +102,34 @@ def _number(value: Any) -> Decimal:
     return Decimal(value)
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
-Money = Annotated[Decimal, BeforeValidator(_number), Field(ge=0, max_digits=12, decimal_places=2)]
+# The JSON Schema of each type says what the validators above accept, not what pydantic would
+# infer from the Python type: timestamps are text only, money is a JSON number only.
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 10,
+            "description": "ISO 8601, e.g. '2025-07-19 09:00:23' or '2025-07-19T09:00:23+02:00'; "
+            "an offset or a 'Z' / ' UTC' suffix is converted to UTC, no offset means UTC. "
+            "Not before 2000-01-01, not more than 24 hours ahead of the consumer's clock.",
+        }
+    ),
+]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_number),
+    Field(ge=0, max_digits=12, decimal_places=2),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 9_999_999_999.99,
+            "description": "A JSON number (not text) with at most 2 decimal places.",
+        }
+    ),
+]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 Text = Annotated[str, Field(max_length=256)]
 
@@ -282,7 +316,20 @@ def event_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://github.com/liveshop-analytics/liveshop/docs/event.schema.json"
     schema["additionalProperties"] = True
+    # What the model validator checks, in JSON Schema's terms: the fields each event type needs.
+    schema["allOf"] = [
+        _requires_for(PRODUCT_EVENTS, {"product_id": {"type": "string", "minLength": 1}}),
+        _requires_for(MONEY_EVENTS, {"price": {"type": "number"}, "quantity": {"type": "integer"}}),
+        _requires_for({"chat_message"}, {"chat_message": {"type": "string"}}),
+    ]
     return schema
+
+
+def _requires_for(event_types: frozenset[str] | set[str], fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "if": {"properties": {"event_type": {"enum": sorted(event_types)}}, "required": ["event_type"]},
+        "then": {"required": list(fields), "properties": fields},
+    }
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
