@@ -185,6 +185,94 @@ def test_ack_deadline_shorter_than_the_load(settings: Settings, monkeypatch: pyt
     assert bus.backlog(settings.subscription) == 0
 
 
+class SlowRounds:
+    """A subscriber whose pulls each take a while and bring a few messages, like a trickle."""
+
+    def __init__(self, inner, *, per_round: int, seconds: float, before_pull=None) -> None:
+        self._inner = inner
+        self._per_round = per_round
+        self._seconds = seconds
+        self._before_pull = before_pull
+        self.rounds = 0
+
+    def pull(self, max_messages: int):
+        self.rounds += 1
+        if self._before_pull:
+            self._before_pull()
+        time.sleep(self._seconds)
+        return self._inner.pull(min(max_messages, self._per_round))
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_leases_are_kept_from_the_round_that_pulled_them(settings: Settings) -> None:
+    """Filling a chunk takes four ack deadlines; its first messages must not come back meanwhile."""
+    bus = LocalBus(settings.bus_path)
+    bus.create_subscription(settings.topic, settings.subscription, ack_deadline_seconds=1)
+    bus.publisher(settings.topic).publish([event(n) for n in range(30)])
+    slow = SlowRounds(bus.subscriber(settings.subscription), per_round=3, seconds=0.4)
+    # A budget, so that a regression (leases lapsing, the same messages pulled again and again)
+    # fails the assertions below rather than running until the suite times out.
+    budgeted = dataclasses.replace(settings, ack_deadline_seconds=1, batch_max_seconds=30)
+    report = ingest.run_ingest(budgeted, slow)
+    assert (report.pulled, report.loaded, report.duplicates, report.chunks) == (30, 30, 0, 1)
+    assert report.stopped == ingest.STOP_DRAINED
+    assert bus.backlog(settings.subscription) == 0
+
+
+def test_a_batch_stops_at_the_live_edge(settings: Settings) -> None:
+    """A publisher that never pauses: the batch takes the backlog and what came meanwhile, then ends."""
+    bus = LocalBus(settings.bus_path)
+    bus.create_subscription(settings.topic, settings.subscription)
+    publisher = bus.publisher(settings.topic)
+    publisher.publish([event(n) for n in range(50)])
+    time.sleep(0.05)  # the backlog is older than the batch
+    fresh = iter(range(1_000, 100_000))
+
+    def live_show() -> None:
+        publisher.publish([event(next(fresh)) for _ in range(2)])
+
+    subscriber = SlowRounds(
+        bus.subscriber(settings.subscription), per_round=20, seconds=0, before_pull=live_show
+    )
+    report = ingest.run_ingest(dataclasses.replace(settings, pull_max_messages=20), subscriber)
+    # Two new messages land before each round. Rounds 1 and 2 are full (old 1-20, 21-40); round 3
+    # asks for 20 and gets 16 (old 41-50 and the 6 new ones): not full, and fresh, so it ends.
+    assert report.stopped == ingest.STOP_LIVE_EDGE
+    assert subscriber.rounds == 3
+    assert (report.pulled, report.loaded, report.duplicates) == (56, 56, 0)
+    assert bus.backlog(settings.subscription) == 0
+
+
+def test_a_batch_stops_when_its_time_is_spent(settings: Settings) -> None:
+    """A backlog larger than one run can take in its time budget is taken over several runs."""
+    get_publisher(settings).publish([event(n) for n in range(100)])
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    class Ticking:
+        def __init__(self, inner) -> None:
+            self._inner = inner
+
+        def pull(self, max_messages: int):
+            now[0] += 10  # each round takes ten seconds on this clock
+            return self._inner.pull(max_messages)
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+    budgeted = dataclasses.replace(settings, batch_max_seconds=25, pull_max_messages=10, chunk_size=20)
+    first = ingest.run_ingest(budgeted, Ticking(get_subscriber(settings)), clock=clock)
+    # Rounds at t=10, 20, 30: the third passes the 25 s budget, so the chunk of 30 is the last.
+    assert (first.stopped, first.pulled, first.loaded, first.chunks) == (ingest.STOP_TIME, 30, 30, 2)
+    rest = ingest.run_ingest(settings, get_subscriber(settings))
+    assert (rest.stopped, rest.loaded, rest.duplicates) == (ingest.STOP_DRAINED, 70, 0)
+    assert query(settings, "select count(distinct event_id) from raw.raw_events") == [(100,)]
+
+
 def test_a_bigquery_warehouse_is_refused_before_anything_is_pulled(settings: Settings) -> None:
     """Only the dbt project runs on BigQuery so far; ingest must say so, not load into DuckDB."""
     get_publisher(settings).publish([event(1)])

@@ -6,6 +6,7 @@ Each test gets its own topic and subscription. The ack deadline is the minimum P
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -22,7 +23,7 @@ from include.liveshop.bus.pubsub import (
 )
 from include.liveshop.contract import encode_event
 from include.liveshop.errors import BusError
-from include.liveshop.ingest import run_ingest
+from include.liveshop.ingest import STOP_DRAINED, STOP_LIVE_EDGE, run_ingest
 from include.liveshop.settings import Settings, get_settings
 from tests.pubsub_emulator import PubSubEmulator, pubsub_emulator  # noqa: F401 - the fixture
 
@@ -210,6 +211,58 @@ def test_run_ingest_loads_each_event_once(tmp_path: Path, pubsub_emulator) -> No
     assert raw == (len(events), len(events), len(events), 1)
     assert dead == (len(MALFORMED), len(MALFORMED))
     assert batches == (total, len(events), len(events) + len(resent), len(MALFORMED))
+
+
+def test_ingest_while_a_publisher_keeps_publishing(tmp_path: Path, pubsub_emulator) -> None:  # noqa: F811
+    # As under `make up-emulator`: a backlog, then a live show publishing a few events a second.
+    # Filling a chunk from that trickle takes longer than the ack deadline, and the subscription
+    # is never drained; the batch must still end, and nothing may come back as a duplicate.
+    settings = _settings(
+        tmp_path,
+        pubsub_emulator,
+        LIVESHOP_ACK_DEADLINE_SECONDS="10",
+        LIVESHOP_CHUNK_SIZE="3000",
+        # Ends a batch that never caught up soon enough for the assertion below to say so.
+        LIVESHOP_BATCH_MAX_SECONDS="60",
+    )
+    ensure_topic_and_subscription(settings)
+    now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+    publisher = PubSubPublisher(settings)
+    ledger = publisher.publish([encode_event(_event(i, now)) for i in range(2_000)])
+    stop = threading.Event()
+
+    def live_show() -> None:
+        n = 2_000
+        while not stop.is_set():
+            ledger.extend(publisher.publish([encode_event(_event(i, now)) for i in range(n, n + 5)]))
+            n += 5
+            stop.wait(0.25)
+
+    show = threading.Thread(target=live_show)
+    show.start()
+    try:
+        time.sleep(1)
+        subscriber = PubSubSubscriber(settings, pull_timeout_seconds=PULL_TIMEOUT)
+        live = run_ingest(settings, subscriber)
+        # Let the trickle outlast an ack deadline before the next batch, as between two runs.
+        time.sleep(12)
+    finally:
+        stop.set()
+        show.join()
+    rest = run_ingest(settings, subscriber)
+    subscriber.close()
+    publisher.close()
+
+    assert live.stopped == STOP_LIVE_EDGE
+    assert 2_000 < live.pulled < len(ledger), "it took the backlog and some live events, then stopped"
+    assert rest.stopped == STOP_DRAINED
+    assert (live.duplicates, rest.duplicates) == (0, 0), "a held message's lease expired"
+    assert live.loaded + rest.loaded == len(ledger) == len(set(ledger))
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        assert con.execute("select count(distinct message_id), count(*) from raw.raw_events").fetchone() == (
+            len(ledger),
+            len(ledger),
+        )
 
 
 def test_missing_topic_and_subscription_raise_bus_errors(tmp_path: Path, pubsub_emulator) -> None:  # noqa: F811

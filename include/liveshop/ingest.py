@@ -2,26 +2,35 @@
 
 The batch is processed in chunks of ``LIVESHOP_CHUNK_SIZE`` messages, each its own unit of work:
 
-1. pull in rounds until the chunk is full or the subscription is drained;
+1. pull in rounds until the chunk is full, the subscription is drained, or the batch must end;
 2. validate every message with the event contract; invalid ones become dead letters with a reason;
 3. load the chunk's events and dead letters in one warehouse transaction (deduplicated on event_id);
 4. acknowledge the chunk's messages only after that transaction committed.
 
-While a chunk is held, a background thread keeps extending its ack deadlines, so a slow load does
-not let the bus hand the same messages to another puller. If anything fails before the commit,
-nothing of the chunk is acknowledged: the bus redelivers it and the task's retry loads it. If the
-process dies between the commit and the ack, the redelivered events are recognised by their
-event_id and skipped. Memory is bounded by one chunk, whatever the batch size.
+From the round that pulled them until their ack, a background thread keeps extending the ack
+deadlines of the chunk's messages, so neither a slow trickle of pulls nor a slow load lets the bus
+hand them to another puller. If anything fails before the commit, nothing of the chunk is
+acknowledged: the bus redelivers it and the task's retry loads it. If the process dies between the
+commit and the ack, the redelivered events are recognised by their event_id and skipped. Memory is
+bounded by one chunk, whatever the batch size.
+
+A batch ends at the first of: the subscription is drained; ``LIVESHOP_BATCH_MAX_MESSAGES`` were
+pulled; ``LIVESHOP_BATCH_MAX_SECONDS`` have passed; or it has caught up with the live edge (a round
+that was not full brought messages published after the batch started). On Pub/Sub a pull waits
+for messages rather than answering empty, so a topic that a publisher keeps feeding is never
+"drained"; the last two rules let the run finish and hand the events to dbt, and the next run
+takes what arrived since.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -41,6 +50,8 @@ class IngestReport:
     duplicates: int = 0
     dead_lettered: int = 0
     chunks: int = 0
+    #: Why the batch ended: one of the ``STOP_*`` values.
+    stopped: str = ""
     rejection_reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -51,7 +62,14 @@ class IngestReport:
             "duplicates": self.duplicates,
             "dead_lettered": self.dead_lettered,
             "chunks": self.chunks,
+            "stopped": self.stopped,
         }
+
+
+STOP_DRAINED = "drained"
+STOP_FULL = "batch full"
+STOP_TIME = "time budget spent"
+STOP_LIVE_EDGE = "caught up with the live edge"
 
 
 class LeaseKeeper:
@@ -77,9 +95,11 @@ class LeaseKeeper:
         with self._lock:
             self._held.extend(ack_ids)
 
-    def release(self) -> None:
+    def release(self) -> list[str]:
+        """Stop extending the held messages' deadlines; returns their ack ids."""
         with self._lock:
-            self._held = []
+            held, self._held = self._held, []
+        return held
 
     def _run(self) -> None:
         interval = max(0.2, self._deadline / 3)
@@ -132,34 +152,78 @@ def _validate(
     )
 
 
-def _pull_chunk(subscriber: Subscriber, want: int, round_size: int) -> list[ReceivedMessage]:
+def _published_since(message: ReceivedMessage, moment: datetime) -> bool:
+    published = message.publish_time
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=UTC)
+    return published >= moment
+
+
+@dataclass
+class _Budget:
+    """When the batch must stop pulling: its time budget and the live edge."""
+
+    started: datetime  # aware UTC; messages published from here on belong to the next batch
+    deadline: float  # on ``clock``
+    clock: Callable[[], float]
+
+    def spent(self) -> bool:
+        return self.clock() >= self.deadline
+
+
+def _pull_chunk(
+    subscriber: Subscriber, keeper: LeaseKeeper, want: int, round_size: int, budget: _Budget
+) -> tuple[list[ReceivedMessage], str | None]:
+    """Pull up to ``want`` messages; returns them and why the batch must end after them, if it must.
+
+    Each round's messages are handed to the lease keeper at once: on a slowly fed subscription a
+    chunk takes longer to fill than the ack deadline lasts.
+    """
     chunk: list[ReceivedMessage] = []
     while len(chunk) < want:
-        got = subscriber.pull(min(round_size, want - len(chunk)))
+        asked = min(round_size, want - len(chunk))
+        got = subscriber.pull(asked)
         if not got:
-            break
+            return chunk, STOP_DRAINED
+        keeper.hold([m.ack_id for m in got])
         chunk.extend(got)
-    return chunk
+        if len(got) < asked and any(_published_since(m, budget.started) for m in got):
+            return chunk, STOP_LIVE_EDGE
+        if budget.spent():
+            return chunk, STOP_TIME
+    return chunk, None
 
 
-def run_ingest(settings: Settings, subscriber: Subscriber, *, batch_id: str | None = None) -> IngestReport:
+def run_ingest(
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    batch_id: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> IngestReport:
     """Move up to ``settings.batch_max_messages`` messages from the bus into the raw layer."""
     warehouse.require_duckdb(settings, "ingest")
     report = IngestReport(batch_id=batch_id or uuid.uuid4().hex)
+    budget = _Budget(datetime.now(UTC), clock() + settings.batch_max_seconds, clock)
     with (
         warehouse.connect(settings.duckdb_path) as con,
         LeaseKeeper(subscriber, settings.ack_deadline_seconds) as keeper,
     ):
         warehouse.ensure_schema(con)
-        while report.pulled < settings.batch_max_messages:
+        while not report.stopped:
+            if report.pulled >= settings.batch_max_messages:
+                report.stopped = STOP_FULL
+                break
+            if budget.spent():
+                report.stopped = STOP_TIME
+                break
             started = warehouse.utcnow()
             want = min(settings.chunk_size, settings.batch_max_messages - report.pulled)
-            messages = _pull_chunk(subscriber, want, settings.pull_max_messages)
-            if not messages:
-                break
-            ack_ids = [m.ack_id for m in messages]
-            keeper.hold(ack_ids)
             try:
+                messages, stop = _pull_chunk(subscriber, keeper, want, settings.pull_max_messages, budget)
+                if not messages:
+                    report.stopped = STOP_DRAINED
+                    break
                 events, dead = _validate(messages, settings, started, report)
                 result = warehouse.load_chunk(
                     con,
@@ -172,19 +236,20 @@ def run_ingest(settings: Settings, subscriber: Subscriber, *, batch_id: str | No
                 )
             except BaseException:
                 # Give the messages back now rather than at the deadline; the task retry reloads them.
-                keeper.release()
+                held = keeper.release()
                 try:
-                    subscriber.modify_ack_deadline(ack_ids, 0)
+                    subscriber.modify_ack_deadline(held, 0)
                 except Exception:  # noqa: BLE001 - they come back at the deadline anyway
-                    log.warning("could not release %s messages early", len(ack_ids), exc_info=True)
+                    log.warning("could not release %s messages early", len(held), exc_info=True)
                 raise
-            subscriber.ack(ack_ids)
+            subscriber.ack([m.ack_id for m in messages])
             keeper.release()
             report.pulled += len(messages)
             report.loaded += result.loaded
             report.duplicates += result.duplicates
             report.dead_lettered += result.dead_lettered
             report.chunks += 1
+            report.stopped = stop or ""
             log.info(
                 "chunk %s: pulled %s, loaded %s, duplicates %s, dead-lettered %s",
                 report.chunks,
@@ -193,6 +258,7 @@ def run_ingest(settings: Settings, subscriber: Subscriber, *, batch_id: str | No
                 result.duplicates,
                 result.dead_lettered,
             )
+    log.info("batch %s ended: %s after %s chunks", report.batch_id, report.stopped, report.chunks)
     if report.rejection_reasons:
         log.warning("dead-lettered by field or reason: %s", report.rejection_reasons)
     return report

@@ -15,12 +15,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
 from include.liveshop.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 WAREHOUSES = ("duckdb", "bigquery")
 BUSES = ("local", "pubsub")
+# The schedule presets Airflow 3 accepts: @once and @continuous are timetables of their own, the
+# others cron aliases (Airflow's own, and @annually and @midnight, which its parser croniter knows).
+SCHEDULE_PRESETS = (
+    "@once",
+    "@continuous",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@quarterly",
+    "@yearly",
+    "@annually",
+    "@midnight",
+)
+CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,7 @@ class Settings:
     bq_dataset: str = "liveshop"
     bq_raw_dataset: str = "liveshop_raw"
     batch_max_messages: int = 50_000
+    batch_max_seconds: int = 180
     pull_max_messages: int = 1_000
     chunk_size: int = 5_000
     ack_deadline_seconds: int = 60
@@ -86,14 +104,49 @@ def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
 
 
 def _schedule(env: Mapping[str, str], name: str, default: str) -> str:
+    """A schedule Airflow accepts: one of its presets, or a cron expression of five fields.
+
+    Airflow refuses a bad schedule only when it parses the DAG file, where the DAG then simply
+    disappears; checked here, the platform refuses to start instead.
+    """
     value = _str(env, name, default)
+    presets = ", ".join(SCHEDULE_PRESETS)
     if value.startswith("@"):
-        return value
-    if len(value.split()) != 5:
+        if value.lower() not in SCHEDULE_PRESETS:
+            raise ConfigError(name, f"{value!r} is not one of Airflow's presets: {presets}")
+        return value.lower()
+    if len(value.split()) != len(CRON_FIELDS):
         raise ConfigError(
-            name, f"{value!r} is not a cron expression of five fields (e.g. '*/5 * * * *') or a preset"
+            name,
+            f"{value!r} is not a cron expression of five fields (e.g. '*/5 * * * *')"
+            f" or one of Airflow's presets ({presets})",
         )
+    problem = _cron_problem(value)
+    if problem:
+        raise ConfigError(name, f"{value!r} is not a cron expression Airflow accepts: {problem}")
     return value
+
+
+def _cron_problem(expression: str) -> str | None:
+    """What is wrong with a five-field cron expression, or None.
+
+    Airflow validates a cron schedule by building a croniter for it; so does this. It also asks for
+    the next run, as the scheduler will: croniter finds only then that '0 0 30 2 *' never comes.
+    """
+    try:
+        croniter(expression).get_next()
+    except CroniterBadDateError:
+        return "no date matches it, so the DAG would never run"
+    except CroniterBadCronError as error:
+        fields = expression.split()
+        for index, field_name in enumerate(CRON_FIELDS):
+            alone = " ".join(field if i == index else "*" for i, field in enumerate(fields))
+            try:
+                croniter(alone)
+            except CroniterBadCronError:
+                return f"the {field_name} field {fields[index]!r} is not valid ({error})"
+        return str(error)
+    return None
 
 
 def get_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +173,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         bq_dataset=_str(env, "LIVESHOP_BQ_DATASET", "liveshop"),
         bq_raw_dataset=_str(env, "LIVESHOP_BQ_RAW_DATASET", "liveshop_raw"),
         batch_max_messages=batch_max,
+        batch_max_seconds=_int(env, "LIVESHOP_BATCH_MAX_SECONDS", 180, minimum=5),
         pull_max_messages=min(_int(env, "LIVESHOP_PULL_MAX_MESSAGES", 1_000), batch_max),
         chunk_size=_int(env, "LIVESHOP_CHUNK_SIZE", 5_000),
         ack_deadline_seconds=_int(env, "LIVESHOP_ACK_DEADLINE_SECONDS", 60, minimum=10),
