@@ -7,6 +7,11 @@
 #   scripts/up.sh --pubsub-emulator
 #                                 events travel on Google's Pub/Sub emulator, started here
 #                                 (needs the Google Cloud CLI with its pubsub-emulator component)
+#
+# A bad setting stops it before anything starts (exit 2, every problem named: scripts/preflight.py).
+# It exits 0 when stopped on request, and otherwise with the code of the process that stopped the
+# platform (1 if that one exited 0). Its processes' output is also kept in
+# $LIVESHOP_DATA_DIR/platform.log. The launcher's tests run another Procfile: $LIVESHOP_PROCFILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -27,7 +32,8 @@ if $emulator; then
     echo "--pubsub-emulator needs java on PATH: the Pub/Sub emulator is a Java program" >&2
     exit 1
   fi
-  emulator_port="${LIVESHOP_PUBSUB_EMULATOR_PORT:-8085}"
+  export LIVESHOP_PUBSUB_EMULATOR_PORT="${LIVESHOP_PUBSUB_EMULATOR_PORT:-8085}"
+  emulator_port=$LIVESHOP_PUBSUB_EMULATOR_PORT
   export LIVESHOP_BUS=pubsub
   export LIVESHOP_GCP_PROJECT="${LIVESHOP_GCP_PROJECT:-liveshop-local}"
   export PUBSUB_EMULATOR_HOST="127.0.0.1:$emulator_port"
@@ -40,12 +46,9 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "the platform is already running (pid $(cat "$pidfile")); stop it with: make down" >&2
   exit 1
 fi
-for port in "$AIRFLOW__API__PORT" "$LIVESHOP_DASHBOARD_PORT" ${emulator_port:-}; do
-  if python -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)"; then
-    echo "port $port is in use; free it or set AIRFLOW__API__PORT / LIVESHOP_DASHBOARD_PORT / LIVESHOP_PUBSUB_EMULATOR_PORT" >&2
-    exit 1
-  fi
-done
+# Every setting, the ports included, is checked before anything is prepared or started.
+bus_description=$(python scripts/preflight.py ${emulator_port:+--pubsub-emulator}) || exit $?
+procfile="${LIVESHOP_PROCFILE:-Procfile}"
 
 mkdir -p "$AIRFLOW_HOME"
 if [ ! -s "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" ]; then
@@ -62,11 +65,6 @@ airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 \
   || { cat "$AIRFLOW_HOME/db-migrate.log" >&2; exit 1; }
 airflow pools set duckdb_warehouse 1 "DuckDB allows one writing process" >/dev/null
 
-if $emulator; then
-  bus_description="Pub/Sub emulator at $PUBSUB_EMULATOR_HOST, project $LIVESHOP_GCP_PROJECT"
-else
-  bus_description="local durable bus in ${LIVESHOP_BUS_PATH:-$LIVESHOP_DATA_DIR/bus.sqlite3}"
-fi
 cat <<BANNER
 
   Live-shopping analytics is starting (Airflow needs about 30 s, the first micro-batch a few minutes)
@@ -86,6 +84,7 @@ echo $$ > "$pidfile"
 export LIVESHOP_PLATFORM_RUN="$$-$(date +%s)"
 sessions=""
 emulator_pid=""
+failure=""
 cleanup() {
   echo "stopping"
   # The emulator goes last, once nothing publishes or pulls any more.
@@ -96,6 +95,7 @@ cleanup() {
   fi
   rm -f "$pidfile"
   echo "stopped"
+  if [ -n "$failure" ]; then echo "$failure" >&2; fi
 }
 trap cleanup EXIT
 if $emulator; then
@@ -114,17 +114,33 @@ fi
 # honcho runs each process in its own process group and stops whole groups when one exits or it is
 # signalled. Ctrl-C, or the TERM sent by `make down`, reaches this script, which forwards TERM to
 # honcho and waits until it has finished stopping; the cleanup then reaps any straggler.
-honcho start -f Procfile --no-colour &
+log="$LIVESHOP_DATA_DIR/platform.log"
+exec 3> >(tee -i "$log")
+tee_pid=$!
+honcho start -f "$procfile" --no-colour >&3 &
 honcho_pid=$!
-trap 'kill -TERM "$honcho_pid" 2>/dev/null || true' INT TERM
+exec 3>&-
+stop_requested=false
+trap 'stop_requested=true; kill -TERM "$honcho_pid" 2>/dev/null || true' INT TERM
 # honcho starts each process as the leader of a new session; remember those sessions, since a
 # process that renames itself (setproctitle) no longer shows the marker in its environment.
-expected=$(grep -c '^[a-z]' Procfile)
+expected=$(grep -c '^[a-z]' "$procfile")
 for _ in $(seq 1 50); do
-  sessions=$(python scripts/reap.py --sessions-of "$honcho_pid")
+  found=$(python scripts/reap.py --sessions-of "$honcho_pid" 2>/dev/null) || break  # honcho is gone
+  sessions=$found
   [ "$(wc -w <<<"$sessions")" -ge "$expected" ] && break
   sleep 0.2
 done
 while kill -0 "$honcho_pid" 2>/dev/null; do
   wait "$honcho_pid" || true
 done
+status=0
+wait "$honcho_pid" || status=$?
+wait "$tee_pid" || true
+if ! $stop_requested; then
+  # Nobody asked: one process ended and honcho stopped the others. honcho exits with the code of
+  # the first to end, and logs it as "NAME stopped (rc=CODE)".
+  first=$(sed -nE 's/^[0-9:]+ system +\| (.+) stopped \(rc=(-?[0-9]+)\)$/\1 exited with code \2/p' "$log" | head -1)
+  failure="the platform stopped because ${first:-honcho exited with code $status}, which nobody asked for"
+  exit $((status == 0 ? 1 : status))
+fi
