@@ -4,6 +4,10 @@ sessions most worth a nudge.
 Run with ``streamlit run dashboard/app.py``. The app reads only the serving copy
 (``$LIVESHOP_SERVING_PATH``, see ``dashboard/data.py``) and refreshes its live view every
 ``$LIVESHOP_DASHBOARD_REFRESH_SECONDS`` (default 15) without a page reload.
+
+It is a live view of the running shows: the sidebar's time window (default the last 6 hours,
+measured back from the newest activity in the serving copy) keeps finished historical streams,
+such as a replayed export beside the live simulator, out of every figure unless asked for.
 """
 
 from __future__ import annotations
@@ -29,6 +33,20 @@ WAITING_MESSAGE = (
     "Waiting for the first micro-batch… the serving copy will appear here once the pipeline has published it."
 )
 NO_RETARGET_MESSAGE = "No unconverted scored sessions match the filters."
+NO_ACTIVITY_MESSAGE = "No viewer activity matches the filters in this time window."
+FILLING_CAPTION = (
+    "The dashed end of a line is the newest minute ({minute:%H:%M} UTC), which may still be filling "
+    "as events arrive: its count is not final yet."
+)
+TOP_STREAMS_CAPTION = (
+    "Showing the {shown} of {total} streams with the most viewers in a minute in this window; "
+    "pick streams in the sidebar to see others."
+)
+WINDOW_HELP = (
+    "Only sessions active in this span count, for every figure on the page. It ends at the newest "
+    "activity in the serving copy, not at the wall clock, so a replayed historical export still "
+    "shows its last hours."
+)
 
 _RETARGET_COLUMNS = {
     "session_id": st.column_config.TextColumn("Session"),
@@ -51,6 +69,14 @@ def sidebar_filters(options: data.FilterOptions | None) -> data.Filters:
     if options is None:
         st.sidebar.caption("Filters appear once the first serving copy is published.")
         return data.Filters()
+    windows = list(data.WINDOWS)
+    window = st.sidebar.selectbox(
+        "Time window",
+        windows,
+        index=windows.index(data.DEFAULT_WINDOW),
+        help=WINDOW_HELP,
+        key="filter_window",
+    )
     stream_labels = dict(options.streams)
     streams = st.sidebar.multiselect(
         "Stream",
@@ -72,7 +98,13 @@ def sidebar_filters(options: data.FilterOptions | None) -> data.Filters:
         key="filter_viewers",
     )
     viewers = tuple(dict.fromkeys(v.strip() for v in viewer_text.split(",") if v.strip()))
-    return data.Filters(devices=tuple(devices), states=tuple(states), viewers=viewers, streams=tuple(streams))
+    return data.Filters(
+        devices=tuple(devices),
+        states=tuple(states),
+        viewers=viewers,
+        streams=tuple(streams),
+        window_seconds=data.WINDOWS[window],
+    )
 
 
 def initial_filter_options(path: Path) -> data.FilterOptions | None:
@@ -95,6 +127,7 @@ def live_view(path: Path, filters: data.Filters, options: data.FilterOptions | N
         if data.load_filter_options(path) != options:
             st.rerun()  # first copy, or new streams, devices or states: rebuild the sidebar
         freshness = data.load_freshness(path)
+        window = data.load_window(path, filters)
         kpis = data.load_kpis(path, filters)
         per_minute = data.load_viewers_per_minute(path, filters)
         retarget = data.load_retarget(path, filters)
@@ -105,6 +138,7 @@ def live_view(path: Path, filters: data.Filters, options: data.FilterOptions | N
         return
 
     st.caption(freshness_caption(freshness, now=datetime.now(UTC).replace(tzinfo=None)))
+    st.caption(window_caption(window))
 
     values = tile_values(kpis)
     # Two rows, so that values such as "1h 2m 5s" are never cut off on a laptop screen.
@@ -115,9 +149,18 @@ def live_view(path: Path, filters: data.Filters, options: data.FilterOptions | N
 
     st.subheader("Viewers per minute")
     if per_minute.empty:
-        st.caption("No viewer activity matches the filters yet.")
+        st.caption(NO_ACTIVITY_MESSAGE)
     else:
+        total = per_minute["stream_id"].nunique()
+        if not filters.streams:  # streams picked in the sidebar are all drawn
+            per_minute = data.top_streams(per_minute)
         st.altair_chart(charts.viewers_per_minute(per_minute), width="stretch")
+        shown = per_minute["stream_id"].nunique()
+        if shown < total:
+            st.caption(TOP_STREAMS_CAPTION.format(shown=shown, total=total))
+        current = per_minute.loc[per_minute["is_current_minute"].astype(bool), "minute_at"]
+        if not current.empty:
+            st.caption(FILLING_CAPTION.format(minute=current.iloc[0]))
         if filters.restricts_sessions:
             st.caption(
                 "With device, location or viewer filters set, viewers are counted from the "
@@ -168,6 +211,18 @@ def freshness_caption(freshness: data.Freshness, *, now: datetime) -> str:
             f"{_count(batch['dead_lettered'])} dead-lettered."
         )
     return f"{published} {batch_text} Refreshes every {data.refresh_seconds():g}s."
+
+
+def window_caption(window: data.ActivityWindow) -> str:
+    if window.until is None:
+        return "No session activity yet."
+    until = f"{window.until:%Y-%m-%d %H:%M:%S} UTC"
+    if window.since is None:
+        return f"All activity up to the newest, at {until}."
+    return (
+        f"Sessions active from {window.since:%Y-%m-%d %H:%M:%S} to {until}, the newest activity "
+        "in the serving copy."
+    )
 
 
 def _count(value: object) -> str:

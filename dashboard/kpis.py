@@ -35,7 +35,7 @@ KPI_LABELS: dict[str, str] = {
 }
 
 KPI_HELP: dict[str, str] = {
-    "sessions": "Viewing sessions matching the filters.",
+    "sessions": "Viewing sessions matching the filters and active in the time window.",
     "viewers": "Distinct viewers across those sessions.",
     "avg_duration": "Mean time from a session's first to its last event.",
     "conversion_rate": "Sessions with at least one order, divided by all sessions.",
