@@ -139,8 +139,8 @@ wait "$honcho_pid" || status=$?
 wait "$tee_pid" || true
 if ! $stop_requested; then
   # Nobody asked: one process ended and honcho stopped the others. honcho exits with the code of
-  # the first to end, and logs it as "NAME stopped (rc=CODE)".
-  first=$(sed -nE 's/^[0-9:]+ system +\| (.+) stopped \(rc=(-?[0-9]+)\)$/\1 exited with code \2/p' "$log" | head -1)
+  # the first to end, and logs it as "NAME.1 stopped (rc=CODE)" (the .1: its first instance).
+  first=$(sed -nE 's/^[0-9:]+ system +\| ([^ ]+)\.[0-9]+ stopped \(rc=(-?[0-9]+)\)$/\1 exited with code \2/p' "$log" | head -1)
   failure="the platform stopped because ${first:-honcho exited with code $status}, which nobody asked for"
   exit $((status == 0 ? 1 : status))
 fi
