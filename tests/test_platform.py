@@ -1,6 +1,7 @@
-"""The README's first command, as a newcomer runs it: `scripts/up.sh` (what `make up` starts) on a
-fresh data directory and free ports. The platform must come up, the simulator's events must reach
-the dashboard's serving copy with conversion scores, the UI and the dashboard must answer, and
+"""The README's first commands, as a newcomer runs them: `scripts/up.sh` (what `make up` starts) on
+a fresh data directory and free ports, once on the local bus and once with `--pubsub-emulator`
+(what `make up-emulator` starts; skipped with the reason where gcloud or its emulator is missing).
+The platform must come up, the simulator's events must reach the dashboard's serving copy with conversion scores, the UI and the dashboard must answer, and
 Ctrl-C must stop every process it started.
 
 How long the first figures take is printed (run with ``-rP``), not asserted: timings belong to the
@@ -28,6 +29,7 @@ import psutil
 import pytest
 
 from include.liveshop.settings import PROJECT_ROOT
+from tests.pubsub_emulator import _missing_requirement as emulator_missing
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +62,8 @@ class Platform:
     api_port: int
     dashboard_port: int
     started: float
+    bus: str
+    emulator_port: int | None = None
     seen: dict[int, float] = field(default_factory=dict)  # pid -> create_time, of every process seen
 
     def output(self) -> str:
@@ -125,25 +129,35 @@ def platform_env(data_dir: Path, api_port: int, dashboard_port: int) -> dict[str
     return env
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+@pytest.fixture(scope="module", params=["local", "pubsub-emulator"])
+def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    bus = request.param
+    if bus == "pubsub-emulator" and (missing := emulator_missing()):
+        pytest.skip(f"`make up-emulator` needs the Pub/Sub emulator: {missing}")
     if not (PROJECT_ROOT / "include" / "dbt" / "target" / "manifest.json").exists():
         pytest.fail("the dbt manifest is missing: run the suite with `make test`, which builds it")
     data_dir = tmp_path_factory.mktemp("platform") / "data"
     api_port, dashboard_port = free_port(), free_port()
+    env = platform_env(data_dir, api_port, dashboard_port)
+    command = ["bash", str(PROJECT_ROOT / "scripts" / "up.sh")]
+    if bus == "pubsub-emulator":
+        command.append("--pubsub-emulator")
+        env["LIVESHOP_PUBSUB_EMULATOR_PORT"] = str(free_port())
     log = data_dir.parent / "up.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            ["bash", str(PROJECT_ROOT / "scripts" / "up.sh")],
+            command,
             cwd=PROJECT_ROOT,
-            env=platform_env(data_dir, api_port, dashboard_port),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             # Its own process group, as a terminal gives the foreground job: Ctrl-C is sent there.
             start_new_session=True,
         )
-    running = Platform(process, data_dir, log, api_port, dashboard_port, time.monotonic())
+    running = Platform(process, data_dir, log, api_port, dashboard_port, time.monotonic(), bus)
+    if bus == "pubsub-emulator":
+        running.emulator_port = int(env["LIVESHOP_PUBSUB_EMULATOR_PORT"])
     try:
         yield running
     finally:
@@ -199,6 +213,10 @@ def test_up_prints_where_everything_is_and_a_generated_login(platform: Platform)
     stored = json.loads((platform.data_dir / "airflow" / "passwords.json").read_text())
     assert stored == {user: password}
     assert password not in {"admin", "airflow", "password"} and len(password) >= 12
+    if platform.bus == "local":
+        assert f"local durable bus in {platform.data_dir / 'bus.sqlite3'}" in text
+    else:
+        assert f"Pub/Sub emulator at 127.0.0.1:{platform.emulator_port}, project liveshop-local" in text
 
 
 def test_simulated_shows_reach_the_dashboard_with_scores(platform: Platform) -> None:
@@ -213,6 +231,8 @@ def test_simulated_shows_reach_the_dashboard_with_scores(platform: Platform) -> 
     assert figures["scores_in_range"] == figures["scored"] == figures["sessions"] > 0
     assert figures["viewers"] > 1 and figures["streams"] >= 1
     assert figures["open_sessions"] > 0, "the simulated shows are live, so some sessions are still open"
+    # On the emulator the events travel on Pub/Sub only: the local bus is never created.
+    assert (platform.data_dir / "bus.sqlite3").exists() == (platform.bus == "local")
 
 
 def test_dashboard_and_airflow_answer(platform: Platform) -> None:
@@ -259,6 +279,8 @@ def test_ctrl_c_stops_everything_it_started(platform: Platform) -> None:
         time.sleep(0.5)
     assert not left, "still running after Ctrl-C:\n" + "\n".join(left)
     assert not port_in_use(platform.api_port) and not port_in_use(platform.dashboard_port)
+    if platform.emulator_port:
+        assert not port_in_use(platform.emulator_port), "the Pub/Sub emulator is still listening"
     assert not (platform.data_dir / "platform.pid").exists()
     assert "stopped" in platform.output().splitlines()[-1]
 
