@@ -174,6 +174,66 @@ def test_bad_input_names_file_line_and_column(
         assert f"column {column}" in message, message
 
 
+@pytest.mark.parametrize("bad_line", [2, 6, 3001])
+def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(tmp_path: Path, bad_line: int) -> None:
+    # 4,000 rows: far more than one block of a buffered text reader, which would name the line
+    # it had reached when it decoded the block instead of the line holding the byte.
+    rows = [ROWS[0]] * 4_000
+    path = write_seed(tmp_path, rows)
+    lines = path.read_bytes().split(b"\n")
+    lines[bad_line - 1] = lines[bad_line - 1].replace(b"Alice", b"Alic\xe9")
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ReplayError) as error:
+        read_export(path)
+    assert str(error.value) == (
+        f"{path}, line {bad_line}: not UTF-8 text: 0xe9 at byte 11 of the line (save the file as UTF-8)"
+    )
+
+
+def test_a_utf8_byte_order_mark_and_windows_line_ends_are_read(tmp_path: Path) -> None:
+    path = write_seed(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    events = read_export(path).events
+    assert len(events) == len(ROWS)
+    assert events[2]["chat_message"] == "Love it, really"
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path) -> None:
+    path = write_seed(tmp_path, [row + ",dance" for row in ROWS], header=HEADER + ",event_type")
+    with pytest.raises(ReplayError) as error:
+        read_export(path)
+    assert str(error.value) == (
+        f"{path}, line 1, column event_type: appears 2 times in the header; which one holds the values "
+        "is ambiguous"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--speed", "nan"], "--speed must be 0 (no waiting) or a finite number above it, got nan"),
+        (["--speed", "-1"], "--speed must be 0"),
+        (["--batch-size", "0"], "--batch-size must be a positive number, got 0"),
+    ],
+)
+def test_cli_refuses_speeds_and_sizes_that_mean_nothing(
+    tmp_path: Path, capsys: Any, args: list[str], fragment: str
+) -> None:
+    path = write_seed(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["replay", str(path), "--dry-run", *args])
+    assert exited.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "0"])
+def test_cli_refuses_a_rate_that_is_not_a_positive_number(capsys: Any, rate: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["simulate", "--rate", rate, "--events", "1", "--dry-run"])
+    assert exited.value.code == 2
+    assert f"--rate must be a positive number, got {float(rate)}" in capsys.readouterr().err
+
+
 def test_money_events_need_a_catalog(tmp_path: Path) -> None:
     path = write_seed(tmp_path, catalog=False)
     with pytest.raises(ReplayError, match=r"line 5, column product_id: .*pass --catalog"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -92,8 +93,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    if args.speed < 0:
-        raise _Usage("--speed must be 0 (no waiting) or more")
+    if not math.isfinite(args.speed) or args.speed < 0:
+        raise _Usage(f"--speed must be 0 (no waiting) or a finite number above it, got {args.speed}")
     replay = read_export(args.file, format=args.format, catalog=args.catalog)
     for reason, count in sorted(replay.skipped.items()):
         print(f"skipped {count} rows: {reason}", file=sys.stderr)
@@ -158,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name in ("rate", "streams", "events", "batch_size"):
         value = getattr(args, name, None)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     try:
         return args.run(args)
     except _Usage as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from include.liveshop.contract import (
     EVENT_TYPES,
@@ -105,19 +105,38 @@ def _check(event: dict[str, Any], path: Path, where: str, column_of: Callable[[s
         raise _fail(path, where, column, f"not a valid event: {result}")
 
 
+def _text_lines(handle: BinaryIO, path: Path) -> Iterator[str]:
+    """The file's lines as text, decoded one line at a time.
+
+    A text-mode file decodes ahead in blocks, so a bad byte would be reported at whichever line
+    the reader had reached when its block was decoded; decoding per line names the line it is on.
+    """
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise _fail(
+                path,
+                f"line {number}",
+                None,
+                f"not UTF-8 text: 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line "
+                "(save the file as UTF-8)",
+            ) from None
+
+
 def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) for each data row; checks the header and the number of fields."""
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = path.open("rb")
     except OSError as exc:
         raise ReplayError(f"{path}: cannot open: {exc.strerror}") from None
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(_text_lines(handle, path))
         try:
             header = [name.strip() for name in next(reader)]
         except StopIteration:
             raise _fail(path, "line 1", None, "empty file; expected a header row") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise _fail(path, "line 1", None, f"not readable as CSV: {exc}") from None
         missing = [name for name in required if name not in header]
         if missing:
@@ -127,13 +146,22 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict
                 missing[0],
                 f"missing column(s) {', '.join(missing)} in the header; expected {', '.join(required)}",
             )
+        repeated = [name for name in required if header.count(name) > 1]
+        if repeated:
+            raise _fail(
+                path,
+                "line 1",
+                repeated[0],
+                f"appears {header.count(repeated[0])} times in the header; which one holds the values "
+                "is ambiguous",
+            )
         line = 1
         while True:
             try:
                 values = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except csv.Error as exc:
                 raise _fail(path, f"line {line + 1}", None, f"not readable as CSV: {exc}") from None
             start, line = line + 1, reader.line_num
             if not values:
