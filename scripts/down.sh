@@ -12,9 +12,18 @@ fi
 pid=$(cat "$pidfile")
 # The launcher forwards TERM to honcho, which stops each process group it started.
 kill -TERM "$pid"
-for _ in $(seq 1 90); do
+wait_seconds=${LIVESHOP_DOWN_WAIT_SECONDS:-90}  # how long the launcher gets to stop it all
+for _ in $(seq 1 "$wait_seconds"); do
   kill -0 "$pid" 2>/dev/null || { echo "stopped"; exit 0; }
   sleep 1
 done
-echo "the platform did not stop within 90 s (pid $pid)" >&2
-exit 1
+# The launcher did not finish stopping: stop what it started directly, then the launcher itself.
+echo "the launcher (pid $pid) did not stop within $wait_seconds s; stopping the platform's processes directly" >&2
+runfile="$LIVESHOP_DATA_DIR/platform.run"
+if [ -f "$runfile" ]; then
+  read -r run sessions < "$runfile"
+  python scripts/reap.py --terminate "$run" 20 $sessions
+fi
+kill -KILL "$pid" 2>/dev/null || true
+rm -f "$pidfile" "$runfile"
+echo "stopped"

@@ -17,6 +17,10 @@ export AIRFLOW__API__WORKERS="${AIRFLOW__API__WORKERS:-1}"
 # A busy laptop can keep the API server from answering a starting task within the default 5 s.
 export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="${AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT:-30}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# A laptop's platform answers this machine only: the dashboard has no login and shows viewer ids.
+# Set both to 0.0.0.0 to reach it from elsewhere (behind a firewall or a proxy with a login).
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+export LIVESHOP_DASHBOARD_ADDRESS="${LIVESHOP_DASHBOARD_ADDRESS:-127.0.0.1}"
 # Task processes reach the API server through this URL; without it they assume port 8080.
 export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://localhost:$AIRFLOW__API__PORT}"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"

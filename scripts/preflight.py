@@ -4,8 +4,9 @@ Each component validates its own settings, but only when it starts: under honcho
 refuses its settings stops the others after Airflow is already up, and a bad schedule only shows as
 an import error in Airflow's UI. scripts/up.sh runs this first, so that a bad value stops it before
 it migrates, prints its banner or starts a process. Checked: every setting `get_settings()` reads,
-the dashboard's refresh interval, the simulator's rate, and the ports (valid, distinct and free;
-the emulator's only with --pubsub-emulator, the only time it is used).
+what the running pipeline needs of them (a DuckDB warehouse, dbt and its manifest where they are
+said to be), the dashboard's refresh interval, the simulator's rate, and the ports (valid, distinct
+and free; the emulator's only with --pubsub-emulator, the only time it is used).
 
 Usage: python scripts/preflight.py [--pubsub-emulator]
 Prints the banner's description of the bus and exits 0, or prints one `error: VARIABLE: problem`
@@ -31,10 +32,11 @@ SIMULATOR_RATE = "LIVESHOP_SIMULATOR_RATE"
 
 
 def settings_problems(env: Mapping[str, str]) -> tuple[Settings | None, list[ConfigError]]:
-    """The settings (None if any is bad), and every problem `get_settings()` finds, not only the first.
+    """Every problem `get_settings()` finds, not only the first, and the settings read at the end.
 
     After each problem the settings are read again as if it were fixed: a bad value back to its
-    default, a missing required one set to a stand-in.
+    default, a missing required one set to a stand-in. So the settings returned hold those
+    defaults and stand-ins where there were problems; they are None only if that loop got stuck.
     """
     env = dict(env)
     problems: list[ConfigError] = []
@@ -48,7 +50,37 @@ def settings_problems(env: Mapping[str, str]) -> tuple[Settings | None, list[Con
             if not env.pop(problem.variable, "").strip():
                 env[problem.variable] = "stand-in"
             continue
-        return (None if problems else settings), problems
+        return settings, problems
+
+
+def pipeline_problems(settings: Settings) -> list[ConfigError]:
+    """What the micro-batch DAG would fail on at its first run, although each value is well formed."""
+    problems = []
+    if settings.warehouse != "duckdb":
+        problems.append(
+            ConfigError(
+                "LIVESHOP_WAREHOUSE",
+                f"the platform runs its pipeline on 'duckdb' only so far, not {settings.warehouse!r}: "
+                "the dbt project compiles for BigQuery, but loading, scoring and serving there are not "
+                "built yet",
+            )
+        )
+    dbt = settings.dbt_executable
+    if not (dbt.is_file() and os.access(dbt, os.X_OK)):
+        problems.append(
+            ConfigError(
+                "LIVESHOP_DBT_EXECUTABLE",
+                f"{dbt} is not an executable file; `make install` puts dbt in .venv-dbt/bin/dbt",
+            )
+        )
+    if not settings.dbt_manifest.is_file():
+        problems.append(
+            ConfigError(
+                "LIVESHOP_DBT_MANIFEST",
+                f"{settings.dbt_manifest} does not exist; `make manifest` builds it (`make up` does too)",
+            )
+        )
+    return problems
 
 
 def refresh_problem() -> ConfigError | None:
@@ -112,6 +144,8 @@ def main(argv: list[str]) -> int:
     emulator = parser.parse_args(argv).pubsub_emulator
     env = os.environ
     settings, problems = settings_problems(env)
+    if settings is not None:
+        problems += pipeline_problems(settings)
     problems += filter(None, [refresh_problem(), rate_problem(env)])
     problems += port_problems(env, (*PORTS, EMULATOR_PORT) if emulator else PORTS)
     for problem in problems:

@@ -5,7 +5,8 @@ honcho stops the process groups it started, but a component may take a few secon
 run if it inherited LIVESHOP_PLATFORM_RUN from scripts/up.sh, or if it is in one of the sessions
 honcho started (processes that rename themselves with setproctitle lose their visible environment).
 
-Usage: python scripts/reap.py RUN_ID GRACE_SECONDS [SESSION_ID ...]
+Usage: python scripts/reap.py [--terminate] RUN_ID GRACE_SECONDS [SESSION_ID ...]
+       (--terminate: send TERM to them first, for a run whose launcher can no longer stop it)
        python scripts/reap.py --sessions-of PID   (prints the sessions PID's descendants lead)
 """
 
@@ -47,8 +48,14 @@ def sessions_of(pid: int) -> set[int]:
     return found
 
 
-def main(run_id: str, grace_seconds: float, sessions: set[int]) -> int:
+def main(run_id: str, grace_seconds: float, sessions: set[int], *, terminate: bool = False) -> int:
     deadline = time.monotonic() + grace_seconds
+    if terminate:
+        for process in platform_processes(run_id, sessions):
+            try:
+                process.terminate()
+            except psutil.NoSuchProcess:
+                continue
     announced = False
     while remaining := platform_processes(run_id, sessions):
         if not announced:
@@ -69,4 +76,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "--sessions-of":
         print(" ".join(map(str, sorted(sessions_of(int(sys.argv[2]))))))
         sys.exit(0)
-    sys.exit(main(sys.argv[1], float(sys.argv[2]), {int(a) for a in sys.argv[3:]}))
+    args = sys.argv[1:]
+    terminate = args[:1] == ["--terminate"]
+    if terminate:
+        args = args[1:]
+    sys.exit(main(args[0], float(args[1]), {int(a) for a in args[2:]}, terminate=terminate))

@@ -42,6 +42,7 @@ if $emulator; then
 fi
 
 pidfile="$LIVESHOP_DATA_DIR/platform.pid"
+runfile="$LIVESHOP_DATA_DIR/platform.run"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "the platform is already running (pid $(cat "$pidfile")); stop it with: make down" >&2
   exit 1
@@ -93,7 +94,7 @@ cleanup() {
     kill -TERM -- "-$emulator_pid" 2>/dev/null || true
     env -u LIVESHOP_PLATFORM_RUN python scripts/reap.py "$LIVESHOP_PLATFORM_RUN" 15 "$emulator_pid" || true
   fi
-  rm -f "$pidfile"
+  rm -f "$pidfile" "$runfile"
   echo "stopped"
   if [ -n "$failure" ]; then echo "$failure" >&2; fi
 }
@@ -115,13 +116,16 @@ fi
 # signalled. Ctrl-C, or the TERM sent by `make down`, reaches this script, which forwards TERM to
 # honcho and waits until it has finished stopping; the cleanup then reaps any straggler.
 log="$LIVESHOP_DATA_DIR/platform.log"
-exec 3> >(tee -i "$log")
+# The copy to the log ignores the signals that stop the platform: a TERM or HUP sent to the whole
+# process group (a closed terminal, a service manager, `timeout`) must not end it before honcho,
+# whose handler would then die writing to a closed pipe and leave every process running.
+exec 3> >(trap '' INT TERM HUP; exec tee "$log")
 tee_pid=$!
 honcho start -f "$procfile" --no-colour >&3 &
 honcho_pid=$!
 exec 3>&-
 stop_requested=false
-trap 'stop_requested=true; kill -TERM "$honcho_pid" 2>/dev/null || true' INT TERM
+trap 'stop_requested=true; kill -TERM "$honcho_pid" 2>/dev/null || true' INT TERM HUP
 # honcho starts each process as the leader of a new session; remember those sessions, since a
 # process that renames itself (setproctitle) no longer shows the marker in its environment.
 expected=$(grep -c '^[a-z]' "$procfile")
@@ -131,6 +135,8 @@ for _ in $(seq 1 50); do
   [ "$(wc -w <<<"$sessions")" -ge "$expected" ] && break
   sleep 0.2
 done
+# What `make down` needs to stop the run itself if this launcher can no longer do it.
+echo "$LIVESHOP_PLATFORM_RUN $sessions" > "$runfile"
 while kill -0 "$honcho_pid" 2>/dev/null; do
   wait "$honcho_pid" || true
 done

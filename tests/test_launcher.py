@@ -8,12 +8,16 @@ half platform running, nor a launcher that exits 0 as if asked to stop.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from include.liveshop.settings import PROJECT_ROOT
@@ -79,6 +83,32 @@ def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
     }, result.stderr
     assert "'lots'" in result.stderr and "the minute field '61'" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_warehouse_the_pipeline_cannot_run_on_is_refused_with_the_other_problems(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        LIVESHOP_WAREHOUSE="bigquery",  # well formed, with its project, but not runnable yet
+        LIVESHOP_GCP_PROJECT="my-project",
+        LIVESHOP_CHUNK_SIZE="none",
+        LIVESHOP_DBT_EXECUTABLE=str(tmp_path / "no-dbt-here"),
+        LIVESHOP_DBT_MANIFEST=str(tmp_path / "no-manifest.json"),
+    )
+    result = _preflight(env)
+    assert result.returncode == 2
+    errors = sorted(result.stderr.splitlines())
+    assert errors == sorted(
+        [
+            "error: LIVESHOP_CHUNK_SIZE: 'none' is not a whole number",
+            "error: LIVESHOP_WAREHOUSE: the platform runs its pipeline on 'duckdb' only so far, not "
+            "'bigquery': the dbt project compiles for BigQuery, but loading, scoring and serving there "
+            "are not built yet",
+            f"error: LIVESHOP_DBT_EXECUTABLE: {tmp_path / 'no-dbt-here'} is not an executable file; "
+            "`make install` puts dbt in .venv-dbt/bin/dbt",
+            f"error: LIVESHOP_DBT_MANIFEST: {tmp_path / 'no-manifest.json'} does not exist; "
+            "`make manifest` builds it (`make up` does too)",
+        ]
+    ), result.stderr
 
 
 def test_ports_must_be_free_and_distinct(tmp_path: Path) -> None:
@@ -157,3 +187,77 @@ def test_a_process_that_dies_stops_the_platform_with_its_code(tmp_path: Path) ->
         and str(tmp_path).encode() in Path(f"/proc/{pid}/environ").read_bytes()
     ]
     assert not mine, "the steady process outlived the platform"
+
+
+def _start_fake_platform(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """up.sh on a Procfile of two long sleeps, in its own process group as a terminal would run it."""
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("steady: sleep 300\nsteadier: sleep 301\n")
+    env = _env(tmp_path, LIVESHOP_PROCFILE=str(procfile))
+    out = tmp_path / "up.out"
+    with open(out, "wb") as handle:
+        process = subprocess.Popen(
+            ["bash", "scripts/up.sh"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    run_file = tmp_path / "data" / "platform.run"
+    deadline = time.monotonic() + 240
+    while not run_file.exists():  # written once honcho has started both processes
+        assert process.poll() is None, out.read_text()
+        assert time.monotonic() < deadline, out.read_text()
+        time.sleep(0.5)
+    return process, out
+
+
+def _left_running(tmp_path: Path) -> list[str]:
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if process.environ().get("LIVESHOP_DATA_DIR") == str(tmp_path / "data"):
+                found.append(f"{process.pid} {' '.join(process.info['cmdline'] or [])}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_signal_to_the_whole_process_group_stops_everything(tmp_path: Path, signal_name: str) -> None:
+    """What a closed terminal (HUP), a service manager or `timeout` (TERM) and Ctrl-C (INT) send."""
+    process, out = _start_fake_platform(tmp_path)
+    os.killpg(process.pid, getattr(signal, signal_name))
+    assert process.wait(120) == 0, out.read_text()
+    assert out.read_text().splitlines()[-1] == "stopped"
+    assert not _left_running(tmp_path)
+    assert not (tmp_path / "data" / "platform.pid").exists()
+    assert not (tmp_path / "data" / "platform.run").exists()
+
+
+def test_make_down_stops_a_platform_whose_launcher_is_stuck(tmp_path: Path) -> None:
+    process, out = _start_fake_platform(tmp_path)
+    os.kill(process.pid, signal.SIGSTOP)  # a launcher that can no longer act on the TERM it is sent
+    try:
+        env = _env(tmp_path, LIVESHOP_DOWN_WAIT_SECONDS="5")
+        down = subprocess.run(
+            ["bash", "scripts/down.sh"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "did not stop within 5 s; stopping the platform's processes directly" in down.stderr
+    process.wait(30)
+    assert not _left_running(tmp_path), out.read_text()
+    again = subprocess.run(
+        ["bash", "scripts/down.sh"], cwd=PROJECT_ROOT, env=_env(tmp_path), capture_output=True, text=True
+    )
+    assert again.stdout.strip() == "the platform is not running"

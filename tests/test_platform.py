@@ -268,6 +268,14 @@ def test_dashboard_and_airflow_answer(platform: Platform) -> None:
         get(f"{api}/api/v2/dags", token="not-a-token")
     assert refused.value.code in (401, 403)
 
+    # Both answer this machine only: the dashboard has no login.
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections("inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port in (platform.api_port, platform.dashboard_port)
+    }
+    assert listening == {("127.0.0.1", platform.api_port), ("127.0.0.1", platform.dashboard_port)}
+
 
 def test_ctrl_c_stops_everything_it_started(platform: Platform) -> None:
     platform.watch()
