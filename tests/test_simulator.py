@@ -20,6 +20,7 @@ from include.liveshop.contract import (
     parse_message,
 )
 from include.simulator import Batcher, cli, generate_events, iter_events, pump
+from include.simulator.records import STATES, catalog
 
 START = datetime(2025, 7, 19, 18, 0, 0)
 
@@ -154,6 +155,35 @@ def test_conversion_depends_on_device(sample: list[dict[str, Any]]) -> None:
             orders[event["device_type"]] += 1
     rate = {device: orders[device] / visits[device] for device in visits}
     assert rate["desktop"] > rate["mobile"] > rate["tablet"], rate
+
+
+def test_conversion_depends_on_the_viewers_state(sample: list[dict[str, Any]]) -> None:
+    # States whose funnel multiplier is high (1.1 and up) against those where it is low (0.9 and
+    # under): orders per visit must follow the table, a difference of about a third.
+    high = {state for state, (_, multiplier) in STATES.items() if multiplier >= 1.1}
+    low = {state for state, (_, multiplier) in STATES.items() if multiplier <= 0.9}
+    visits: Counter[str] = Counter()
+    orders: Counter[str] = Counter()
+    for event in sample:
+        group = "high" if event["viewer_state"] in high else "low" if event["viewer_state"] in low else None
+        if group and event["event_type"] == "stream_view_start":
+            visits[group] += 1
+        elif group and event["event_type"] == "order_completed":
+            orders[group] += 1
+    assert min(orders.values()) > 50, orders
+    assert orders["high"] / visits["high"] > 1.2 * orders["low"] / visits["low"], (orders, visits)
+
+
+def test_carts_depend_on_the_products_appeal(sample: list[dict[str, Any]]) -> None:
+    appeal = {product.product_id: product.appeal for product in catalog()}
+    median = sorted(appeal.values())[len(appeal) // 2]
+    views: Counter[bool] = Counter()
+    carts: Counter[bool] = Counter()
+    for event in sample:
+        if event["event_type"] in ("product_view", "add_to_cart"):
+            appealing = appeal[event["product_id"]] >= median
+            (views if event["event_type"] == "product_view" else carts)[appealing] += 1
+    assert carts[True] / views[True] > 1.2 * carts[False] / views[False], (carts, views)
 
 
 def test_long_run_rate_is_close_to_the_target() -> None:
