@@ -18,6 +18,7 @@ is at or after the window's start; the chart keeps the minutes from the one hold
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def refresh_seconds() -> float:
         seconds = float(raw)
     except ValueError:
         seconds = 0.0
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(
             f"{REFRESH_SECONDS_ENV}={raw!r} is not a positive number of seconds; "
             f"set it to e.g. 15 or unset it for the default of {DEFAULT_REFRESH_SECONDS:g}."

@@ -64,7 +64,8 @@ password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admi
 echo "preparing the Airflow metadata database in $AIRFLOW_HOME"
 airflow db migrate >"$AIRFLOW_HOME/db-migrate.log" 2>&1 \
   || { cat "$AIRFLOW_HOME/db-migrate.log" >&2; exit 1; }
-airflow pools set duckdb_warehouse 1 "DuckDB allows one writing process" >/dev/null
+# Every task that writes the warehouse runs in this pool of one slot (LIVESHOP_WAREHOUSE_POOL).
+airflow pools set "${LIVESHOP_WAREHOUSE_POOL:-duckdb_warehouse}" 1 "DuckDB allows one writing process" >/dev/null
 
 cat <<BANNER
 

@@ -146,6 +146,9 @@ def test_unreadable_messages(data: bytes, field: str | None, fragment: str) -> N
         ({"viewer_id": 42}, "viewer_id", "valid string"),
         ({"viewer_id": ""}, "viewer_id", "at least 1 character"),
         ({"schema_version": 2}, "schema_version", "Input should be 1"),
+        ({"schema_version": True}, "schema_version", "expected a JSON integer, got True"),
+        ({"schema_version": 1.0}, "schema_version", "expected a JSON integer, got Decimal('1.0')"),
+        ({"schema_version": "1"}, "schema_version", "expected a JSON integer, got '1'"),
         ({"event_time": "yesterday"}, "event_time", "unparseable timestamp 'yesterday'"),
         ({"event_time": "2026-13-45 99:00:00"}, "event_time", "unparseable timestamp"),
         ({"event_time": 1764763200}, "event_time", "expected an ISO 8601 timestamp string, got int"),
@@ -221,6 +224,7 @@ def test_schema_accepts_what_the_validator_accepts(event: dict) -> None:
         {**GOOD, "viewer_id": 42},
         {**GOOD, "viewer_id": ""},
         {**GOOD, "schema_version": 2},
+        {**GOOD, "schema_version": True},
         {**GOOD, "event_time": 1764763200},
     ],
 )

@@ -307,9 +307,12 @@ def test_serving_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert data.serving_path() == tmp_path / "elsewhere.duckdb"
 
 
-def test_refresh_interval_rejects_a_non_positive_value(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("raw", ["0", "-5", "soon", "nan", "inf"])
+def test_refresh_interval_rejects_what_is_not_a_positive_number(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
     assert data.refresh_seconds() == data.DEFAULT_REFRESH_SECONDS
-    monkeypatch.setenv(data.REFRESH_SECONDS_ENV, "0")
+    monkeypatch.setenv(data.REFRESH_SECONDS_ENV, raw)
     with pytest.raises(ValueError, match=data.REFRESH_SECONDS_ENV):
         data.refresh_seconds()
 

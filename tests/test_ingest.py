@@ -282,3 +282,59 @@ def test_a_bigquery_warehouse_is_refused_before_anything_is_pulled(settings: Set
     assert not settings.duckdb_path.exists()
     # the message is still on the bus for a correctly configured run
     assert ingest.run_ingest(settings, get_subscriber(settings)).loaded == 1
+
+
+def test_a_new_bus_that_reuses_message_ids_loses_no_dead_letter(settings: Settings) -> None:
+    """A recreated local bus (or a restarted emulator) numbers its messages from 1 again."""
+    [first_id] = get_publisher(settings).publish([b"not json"])
+    assert ingest.run_ingest(settings, get_subscriber(settings)).dead_lettered == 1
+    settings.bus_path.unlink()
+    time.sleep(0.01)  # a later publish time, as any real restart gives
+    [second_id] = get_publisher(settings).publish([b'{"also": "not an event"}'])
+    assert second_id == first_id
+    assert ingest.run_ingest(settings, get_subscriber(settings)).dead_lettered == 1
+    assert query(settings, "select message_id, data from raw.dead_letter_events order by publish_time") == [
+        (first_id, b"not json"),
+        (second_id, b'{"also": "not an event"}'),
+    ]
+
+
+def test_a_bad_message_delivered_again_is_dead_lettered_once(settings: Settings) -> None:
+    bus = LocalBus(settings.bus_path)
+    bus.create_subscription(settings.topic, settings.subscription, ack_deadline_seconds=10)
+    bus.publisher(settings.topic).publish([b"not json", event(1)])
+    subscriber = bus.subscriber(settings.subscription)
+    first = subscriber.pull(10)
+    subscriber.modify_ack_deadline([m.ack_id for m in first], 0)  # as if the puller had died
+    ingest.run_ingest(settings, subscriber)
+    bus.publisher(settings.topic).publish([b"not json"])  # a resend: a new message, recorded too
+    ingest.run_ingest(settings, subscriber)
+    assert query(settings, "select count(*), count(distinct message_id) from raw.dead_letter_events") == [
+        (2, 2)
+    ]
+    assert query(settings, "select max(delivery_attempt) from raw.dead_letter_events") == [(2,)]
+
+
+def test_a_warehouse_keyed_on_message_id_alone_is_rekeyed_with_its_dead_letters(settings: Settings) -> None:
+    settings.duckdb_path.parent.mkdir(parents=True)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute(
+            "create schema raw; create table raw.dead_letter_events (message_id varchar primary key, "
+            "data blob not null, reason varchar not null, field varchar, publish_time timestamp not null, "
+            "delivery_attempt integer not null, dead_lettered_at timestamp not null, batch_id varchar not null)"
+        )
+        con.execute(
+            "insert into raw.dead_letter_events values "
+            "('1', 'old'::blob, 'not JSON', null, '2026-12-01 10:00:00', 1, '2026-12-01 10:05:00', 'b1')"
+        )
+    get_publisher(settings).publish([b"still not json"])  # message id 1 again, on a fresh bus
+    assert ingest.run_ingest(settings, get_subscriber(settings)).dead_lettered == 1
+    assert query(settings, "select message_id, data from raw.dead_letter_events order by publish_time") == [
+        ("1", b"old"),
+        ("1", b"still not json"),
+    ]
+    assert query(
+        settings,
+        "select constraint_column_names from duckdb_constraints() "
+        "where table_name = 'dead_letter_events' and constraint_type = 'PRIMARY KEY'",
+    ) == [(["message_id", "publish_time"],)]

@@ -423,7 +423,12 @@ BAD_INPUT: dict[str, tuple[bytes, str | None, str]] = {
     "schema_version text": (
         bad(event_id="sv-text", schema_version="1"),
         "schema_version",
-        "Input should be 1",
+        "expected a JSON integer, got '1'",
+    ),
+    "schema_version true": (
+        bad(event_id="sv-bool", schema_version=True),
+        "schema_version",
+        "expected a JSON integer, got True",
     ),
     "schema_version 2": (bad(event_id="sv2", schema_version=2), "schema_version", "Input should be 1"),
     "event_time a number": (bad(event_id="epoch", event_time=1773513000), "event_time", "ISO 8601"),

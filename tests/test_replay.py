@@ -287,6 +287,48 @@ def test_rees46_maps_to_one_pseudo_stream_per_day(tmp_path: Path) -> None:
     assert all(isinstance(parse_message(encode_event(event)), ValidEvent) for event in replay.events)
 
 
+def test_rees46_ids_survive_a_reexport_with_reordered_and_added_columns(tmp_path: Path) -> None:
+    original = tmp_path / "rees46.csv"
+    original.write_text(REES46, encoding="utf-8")
+    with original.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    reexported = tmp_path / "rees46-reexported.csv"
+    columns = [*reversed(list(rows[0])), "exported_by"]
+    with reexported.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows({**row, "exported_by": "warehouse job"} for row in rows)
+    ids = [event["event_id"] for event in read_export(original, format="rees46").events]
+    assert [event["event_id"] for event in read_export(reexported, format="rees46").events] == ids
+    assert len(set(ids)) == len(ids)
+
+
+def test_online_retail_ids_survive_reordered_and_added_columns(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "Invoice": ["489434", "489434"],
+            "StockCode": ["85048", "79323P"],
+            "Description": ["GLASS BALL", "PINK LIGHTS"],
+            "Quantity": [12, 12],
+            "InvoiceDate": ["2009-12-01 07:45:00"] * 2,
+            "Price": [6.95, 6.75],
+            "Customer ID": [13085.0, 13085.0],
+            "Country": ["United Kingdom"] * 2,
+        }
+    )
+    pq.write_table(table, tmp_path / "a.parquet")
+    reordered = table.select(list(reversed(table.column_names))).append_column("Batch", pa.array(["x", "y"]))
+    pq.write_table(reordered, tmp_path / "b.parquet")
+    first, second = (
+        read_export(tmp_path / name, format="online_retail").events for name in ("a.parquet", "b.parquet")
+    )
+    assert [e["event_id"] for e in first] == [e["event_id"] for e in second]
+    assert len({e["event_id"] for e in first}) == 2
+
+
 def test_online_retail_orders_one_event_per_invoice_line(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -48,6 +48,11 @@ def test_defaults_need_no_cloud_account(tmp_path: Path) -> None:
         ({"LIVESHOP_BATCH_MAX_MESSAGES": "lots"}, "LIVESHOP_BATCH_MAX_MESSAGES", "not a whole number"),
         ({"LIVESHOP_CHUNK_SIZE": "0"}, "LIVESHOP_CHUNK_SIZE", "below the minimum of 1"),
         ({"LIVESHOP_ACK_DEADLINE_SECONDS": "5"}, "LIVESHOP_ACK_DEADLINE_SECONDS", "minimum of 10"),
+        (
+            {"LIVESHOP_ACK_DEADLINE_SECONDS": "601"},
+            "LIVESHOP_ACK_DEADLINE_SECONDS",
+            "601 is above the maximum of 600",
+        ),
         ({"LIVESHOP_MICROBATCH_SCHEDULE": "every 5 minutes"}, "LIVESHOP_MICROBATCH_SCHEDULE", "cron"),
         *(({SCHEDULE: value}, SCHEDULE, fragment) for value, fragment in BAD_SCHEDULES),
     ],

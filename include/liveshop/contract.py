@@ -102,6 +102,13 @@ def _number(value: Any) -> Decimal:
     return Decimal(value)
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON integers only: a bool is an int in Python and 1.0 compares equal to 1, so both would pass."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a JSON integer, got {value!r}")
+    return value
+
+
 # The JSON Schema of each type says what the validators above accept, not what pydantic would
 # infer from the Python type: timestamps are text only, money is a JSON number only.
 Timestamp = Annotated[
@@ -140,7 +147,7 @@ class LiveShoppingEvent(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
     event_id: NonEmpty
-    schema_version: Literal[1]
+    schema_version: Annotated[Literal[1], BeforeValidator(_whole_number)]
     stream_id: NonEmpty
     streamer_name: Text | None = None
     stream_start_time: Timestamp | None = None

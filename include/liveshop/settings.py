@@ -85,7 +85,9 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -95,6 +97,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(name, f"{raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigError(name, f"{value} is below the minimum of {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(name, f"{value} is above the maximum of {maximum}")
     return value
 
 
@@ -176,7 +180,8 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_max_seconds=_int(env, "LIVESHOP_BATCH_MAX_SECONDS", 180, minimum=5),
         pull_max_messages=min(_int(env, "LIVESHOP_PULL_MAX_MESSAGES", 1_000), batch_max),
         chunk_size=_int(env, "LIVESHOP_CHUNK_SIZE", 5_000),
-        ack_deadline_seconds=_int(env, "LIVESHOP_ACK_DEADLINE_SECONDS", 60, minimum=10),
+        # Pub/Sub grants leases of 10 to 600 seconds; the local bus keeps to the same range.
+        ack_deadline_seconds=_int(env, "LIVESHOP_ACK_DEADLINE_SECONDS", 60, minimum=10, maximum=600),
         max_message_bytes=_int(env, "LIVESHOP_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024),
         microbatch_schedule=_schedule(env, "LIVESHOP_MICROBATCH_SCHEDULE", "*/5 * * * *"),
         model_dir=_path(env, "LIVESHOP_MODEL_DIR", data_dir / "models"),

@@ -57,14 +57,15 @@ create table if not exists raw.raw_events (
     batch_id varchar not null
 );
 create table if not exists raw.dead_letter_events (
-    message_id varchar primary key,
+    message_id varchar not null,
     data blob not null,
     reason varchar not null,
     field varchar,
     publish_time timestamp not null,
     delivery_attempt integer not null,
     dead_lettered_at timestamp not null,
-    batch_id varchar not null
+    batch_id varchar not null,
+    primary key (message_id, publish_time)
 );
 create table if not exists raw.ingest_batches (
     batch_id varchar not null,
@@ -167,6 +168,35 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_DDL)
+    _rekey_dead_letters(con)
+
+
+def _rekey_dead_letters(con: duckdb.DuckDBPyConnection) -> None:
+    """Move a warehouse whose dead letters are keyed on message_id alone to (message_id, publish_time).
+
+    A message id is unique within one bus only: a recreated local bus, or a restarted Pub/Sub
+    emulator, numbers its messages from the start again, and a bad message keyed on its id alone
+    would be taken for one already recorded and lost. Its redeliveries keep their publish time.
+    """
+    keys = con.execute(
+        "select constraint_column_names from duckdb_constraints() "
+        "where schema_name = 'raw' and table_name = 'dead_letter_events' and constraint_type = 'PRIMARY KEY'"
+    ).fetchall()
+    if keys != [(["message_id"],)]:
+        return
+    log.info("re-keying raw.dead_letter_events on (message_id, publish_time)")
+    con.begin()
+    try:
+        con.execute("alter table raw.dead_letter_events rename to dead_letter_events_by_message_id")
+        con.execute(_DDL)
+        con.execute(
+            "insert into raw.dead_letter_events by name select * from raw.dead_letter_events_by_message_id"
+        )
+        con.execute("drop table raw.dead_letter_events_by_message_id")
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
 
 
 def load_chunk(
@@ -183,7 +213,8 @@ def load_chunk(
 
     Events whose ``event_id`` is already loaded (an earlier delivery, or a publisher resend) are
     skipped, as are repeats within the chunk: the first delivery wins. Dead letters are keyed on the
-    transport message id, so a redelivered bad message is recorded once.
+    transport's message id and publish time, so a redelivered bad message is recorded once, and a
+    bus that numbers its messages afresh (a new local bus, a restarted emulator) loses none.
     """
     now = utcnow()
     con.begin()
@@ -207,7 +238,7 @@ def load_chunk(
             select message_id, data, reason, field, publish_time, delivery_attempt,
                    ? as dead_lettered_at, ? as batch_id
             from incoming_dead_letters
-            qualify row_number() over (partition by message_id) = 1
+            qualify row_number() over (partition by message_id, publish_time) = 1
             """,
             [now, batch_id],
         ).fetchone()[0]

@@ -53,6 +53,20 @@ SEED_CATALOG_NAME = "expanded_product_catalog.csv"
 REES46_COLUMNS = ("event_time", "event_type", "product_id", "price", "user_id", "user_session")
 REES46_EVENT_TYPES = {"view": "product_view", "cart": "add_to_cart", "purchase": "order_completed"}
 RETAIL_COLUMNS = ("Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID")
+# The columns an event id is derived from, in this order whatever the file's: the published layout
+# of each export, so that a re-exported file (columns reordered, one added) gives the same ids.
+REES46_ID_COLUMNS = (
+    "event_time",
+    "event_type",
+    "product_id",
+    "category_id",
+    "category_code",
+    "brand",
+    "price",
+    "user_id",
+    "user_session",
+)
+RETAIL_ID_COLUMNS = (*RETAIL_COLUMNS, "Country")
 
 #: The contract's largest quantity (LiveShoppingEvent.quantity); bulk wholesale lines go beyond it.
 _MAX_QUANTITY = 10_000
@@ -245,10 +259,8 @@ def read_rees46(path: Path) -> Replay:
         "viewer_id": "user_id",
         "source_session_id": "user_session",
     }
-    columns: tuple[str, ...] = ()
     for line, row in _csv_rows(path, REES46_COLUMNS):
         where = f"line {line}"
-        columns = columns or tuple(row)
         event_type = REES46_EVENT_TYPES.get(row["event_type"])
         if event_type is None:
             replay.skipped[f"event_type {row['event_type'] or '(empty)'}"] += 1
@@ -277,7 +289,7 @@ def read_rees46(path: Path) -> Replay:
             category_code=row.get("category_code") or None,
             brand=row.get("brand") or None,
         )
-        event["event_id"] = ids(tuple(row[column] for column in columns))
+        event["event_id"] = ids(tuple(row.get(column, "") for column in REES46_ID_COLUMNS))
         _check(event, path, where, lambda name: source_of.get(name, name))
         replay.events.append(event)
     return replay
@@ -356,10 +368,14 @@ def read_online_retail(path: Path) -> Replay:
             source_session_id=invoice,
             country=row.get("Country"),
         )
-        event["event_id"] = ids(tuple("" if value is None else str(value) for value in values))
+        event["event_id"] = ids(tuple(_id_value(row.get(column)) for column in RETAIL_ID_COLUMNS))
         _check(event, path, where, lambda name: source_of.get(name, name))
         replay.events.append(event)
     return replay
+
+
+def _id_value(value: Any) -> str:
+    return "" if value is None else str(value).strip()
 
 
 def read_export(path: Path, *, format: str = "seed", catalog: Path | None = None) -> Replay:

@@ -9,8 +9,8 @@ that returns message ids.
 Semantics worth knowing (see docs/pubsub.md):
 
 * A pull returns at most 1000 messages and may return fewer than are available; the ingest pulls in
-  rounds until a round comes back empty. An empty subscription answers within
-  ``pull_timeout_seconds`` rather than holding the request open.
+  rounds (see include/liveshop/ingest.py for when a batch ends). A pull on an empty subscription
+  waits for messages; the client gives up after ``pull_timeout_seconds`` and reports it as empty.
 * ``delivery_attempt`` is only counted by Pub/Sub on subscriptions with a dead-letter policy;
   elsewhere it arrives as 0 and is reported as 1.
 * ``PUBSUB_EMULATOR_HOST`` is honoured by the google clients; the Airflow connection must then be
