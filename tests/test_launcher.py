@@ -24,6 +24,10 @@ from include.liveshop.settings import PROJECT_ROOT
 from scripts import preflight
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVESHOP_", "AIRFLOW", "PUBSUB_"))}
     env.update(
@@ -204,6 +208,9 @@ def _start_fake_platform(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # As from a terminal: a shell that starts a job in the background (CI may) hands it
+            # SIGINT ignored, and bash cannot trap a signal ignored on entry.
+            preexec_fn=_default_sigint,
         )
     run_file = tmp_path / "data" / "platform.run"
     deadline = time.monotonic() + 240

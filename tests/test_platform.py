@@ -37,6 +37,10 @@ FIRST_FIGURES_TIMEOUT = 600
 STOP_TIMEOUT = 150
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -154,6 +158,9 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             stdin=subprocess.DEVNULL,
             # Its own process group, as a terminal gives the foreground job: Ctrl-C is sent there.
             start_new_session=True,
+            # As from a terminal: a shell that starts a job in the background (CI may) hands it
+            # SIGINT ignored, and bash cannot trap a signal ignored on entry.
+            preexec_fn=_default_sigint,
         )
     running = Platform(process, data_dir, log, api_port, dashboard_port, time.monotonic(), bus)
     if bus == "pubsub-emulator":
@@ -281,7 +288,7 @@ def test_ctrl_c_stops_everything_it_started(platform: Platform) -> None:
     platform.watch()
     assert len(platform.seen) >= 5, "Airflow, the simulator and the dashboard should all be running"
     os.killpg(platform.process.pid, signal.SIGINT)
-    platform.process.wait(STOP_TIMEOUT)
+    assert platform.process.wait(STOP_TIMEOUT) == 0, "Ctrl-C is a stop on request"
     deadline = time.monotonic() + 10
     while (left := platform.survivors()) and time.monotonic() < deadline:
         time.sleep(0.5)
