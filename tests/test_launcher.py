@@ -56,6 +56,19 @@ def _preflight(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+def _up(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """scripts/up.sh run to its end (these tests' platforms stop on their own)."""
+    return subprocess.run(
+        ["bash", "scripts/up.sh"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def test_good_settings_pass_and_describe_the_bus(tmp_path: Path) -> None:
     result = _preflight(_env(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -146,16 +159,7 @@ def test_simulator_rate(raw: str, ok: bool) -> None:
 
 
 def test_up_refuses_a_bad_setting_before_anything_starts(tmp_path: Path) -> None:
-    env = _env(tmp_path, LIVESHOP_CHUNK_SIZE="0")
-    result = subprocess.run(
-        ["bash", "scripts/up.sh"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    result = _up(_env(tmp_path, LIVESHOP_CHUNK_SIZE="0"))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "error: LIVESHOP_CHUNK_SIZE: 0 is below the minimum of 1" in result.stderr
     assert "Ctrl-C" not in result.stdout, "the banner was printed"
@@ -168,16 +172,7 @@ def test_a_process_that_dies_stops_the_platform_with_its_code(tmp_path: Path) ->
     """Another Procfile: one long-running process and one that fails after a moment."""
     procfile = tmp_path / "Procfile"
     procfile.write_text("steady: sleep 300\nflaky: sleep 2; echo giving up; exit 3\n")
-    env = _env(tmp_path, LIVESHOP_PROCFILE=str(procfile))
-    result = subprocess.run(
-        ["bash", "scripts/up.sh"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    result = _up(_env(tmp_path, LIVESHOP_PROCFILE=str(procfile)))
     assert result.returncode == 3, result.stdout + result.stderr
     assert "the platform stopped because flaky exited with code 3, which nobody asked for" in result.stderr
     log = (tmp_path / "data" / "platform.log").read_text()
